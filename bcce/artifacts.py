@@ -1,0 +1,60 @@
+"""Run artifacts on the local file system: ``<run_dir>/run-state.json`` and one folder a step.
+
+Layout (ARCHITECTURE.md): ``<run_dir>/<step_id>/{stdout.txt, stderr.txt, output.txt,
+policy.json, metrics.json}``. Other stores (s3://) plug in through the
+``bcce.artifact_stores`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bcce.records import RunRecord, StepRecord
+
+RUN_STATE = "run-state.json"
+
+
+class LocalArtifactStore:
+    """Artifacts of one run in a directory (``file://`` or a plain path)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def step_dir(self, step_id: str) -> Path:
+        """The folder of a step's artifacts, created on first use."""
+        path = self.run_dir / step_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_json(self, step_id: str, name: str, data: Any) -> Path:
+        """Write one JSON artifact of a step atomically."""
+        path = self.step_dir(step_id) / name
+        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return path
+
+    def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:
+        """Write run-state.json: the run record with its steps, as Redis holds them."""
+        state = {**run.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.run_dir / RUN_STATE, json.dumps(state, indent=2) + "\n")
+
+    def read_state(self) -> dict[str, Any]:
+        """The mirrored run state."""
+        data: dict[str, Any] = json.loads((self.run_dir / RUN_STATE).read_text("utf-8"))
+        return data
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace path with text so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,49 @@
+"""The ``bcce`` command line: one module a command group.
+
+Handled conditions end as one line on stderr and the exit code of their error
+(see ``bcce.errors``); only an unexpected crash prints a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bcce import __version__
+from bcce.errors import BcceError
+
+
+class Cli(click.Group):
+    """A click group that turns BcceError into its one-line message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report bcce errors without a traceback."""
+        try:
+            return super().invoke(ctx)
+        except BcceError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"bcce: {line}", err=True)
+            ctx.exit(int(exc.exit_code))
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bcce")
+def cli() -> None:
+    """Run AI coding agents as governed, auditable Celery workflows."""
+
+
+def _register() -> None:
+    from bcce.cli import plugin, worker, workflow
+
+    cli.add_command(workflow.group)
+    cli.add_command(worker.command)
+    cli.add_command(plugin.group)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="bcce")

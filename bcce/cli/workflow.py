@@ -1,0 +1,209 @@
+"""``bcce workflow``: run, validate, status and list workflow runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from bcce import policy
+from bcce.cli.options import broker_option, parse_vars, settings_for
+from bcce.cli.output import Reporter
+from bcce.errors import NotFound, UsageError
+from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
+from bcce.settings import Settings
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.group("workflow")
+def group() -> None:
+    """Validate, run and inspect workflows."""
+
+
+def _limits(settings: Settings) -> policy.Limits:
+    return policy.Limits(
+        default_timeout_seconds=settings.default_step_timeout_seconds,
+        max_timeout_seconds=settings.max_step_timeout_seconds,
+    )
+
+
+@group.command("validate")
+@click.argument("files", nargs=-1, required=True, type=FILE)
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+              help="Set a ${KEY} substitution variable (repeatable).")
+def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
+    """Check workflow files and report every problem at once (exit 2 if any)."""
+    from bcce.errors import WorkflowError
+    from bcce.loader import load_workflow
+    from bcce.steptypes import registry
+
+    settings = settings_for(None)
+    problems: list[str] = []
+    for path in files:
+        try:
+            workflow = load_workflow(path, registry(), variables=parse_vars(variables),
+                                     max_bytes=settings.max_workflow_bytes)
+        except WorkflowError as exc:
+            problems += exc.problems
+            continue
+        click.echo(f"{path}: ok ({workflow.workflow!r}, {len(workflow.steps)} steps)")
+    if problems:
+        raise WorkflowError(problems)
+
+
+@group.command("run")
+@click.argument("file", type=FILE)
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+              help="Set a ${KEY} substitution variable (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the run and exit with its code, or print the run id and exit 0.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the compiled plan only.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+@click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path("."), show_default=True, help="Directory the steps run in.")
+@click.option("--no-worker-check", is_flag=True,
+              help="Enqueue without checking that a live worker consumes every queue.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Stop waiting after this long (exit 7; the run goes on).")
+@broker_option
+def run(
+    file: Path, variables: tuple[str, ...], wait: bool, dry_run: bool, as_json: bool,
+    workspace: Path, no_worker_check: bool, timeout: float | None, broker: str | None,
+) -> None:
+    """Compile FILE into a Celery chain and run it."""
+    from bcce.compiler import compile_plan
+    from bcce.loader import load_workflow
+    from bcce.steptypes import registry
+
+    settings = settings_for(broker)
+    types = registry()
+    run_id = new_run_id()
+    workflow = load_workflow(file, types, variables=parse_vars(variables), run_id=run_id,
+                             max_bytes=settings.max_workflow_bytes)
+    plan = compile_plan(workflow, types, _limits(settings), run_id)
+    reporter = Reporter(as_json)
+    if dry_run:
+        reporter.plan(plan)
+        return
+    if settings.embedded and not wait:
+        raise UsageError("--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
+                         "run lives only as long as this process")
+
+    from bcce.celery_app import make_app
+    from bcce.runs import check_workers, follow, run_dir_for, submit, summary
+    from bcce.state import RunStore
+
+    workspace = workspace.resolve()
+    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+    store.ping(settings.effective_state_url)
+    app = make_app(settings, types)
+
+    def go() -> RunRecord:
+        record = submit(app, store, workflow, plan, workspace,
+                        run_dir_for(workflow, settings, workspace, run_id))
+        if not wait:
+            click.echo(record.id)
+            return record
+        reporter.submitted(record, "embedded" if settings.embedded else "distributed")
+        return follow(store, run_id, reporter.event, poll_seconds=settings.wait_poll_seconds,
+                      timeout=timeout)
+
+    if settings.embedded:
+        from workers.app import build
+        from workers.embedded import embedded_workers
+
+        app = build(settings)
+        with embedded_workers(app, plan.queues):
+            final = go()
+    else:
+        if not no_worker_check:
+            check_workers(app, plan.queues, settings.worker_check_timeout)
+        final = go()
+    if not wait:
+        return
+    steps = store.steps(run_id)
+    reporter.finished(final, steps, summary(final, steps))
+    raise SystemExit(int(final.status.exit_code))
+
+
+@group.command("status")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@broker_option
+def status(run_id: str, as_json: bool, broker: str | None) -> None:
+    """Show a run and its steps; exits with the run's code once it ended."""
+    from bcce.runs import summary
+
+    settings = settings_for(broker)
+    run, steps = _load(settings, run_id)
+    Reporter(as_json).status(run, steps, summary(run, steps))
+    if run.status.terminal and run.status != RunStatus.SUCCEEDED:
+        raise SystemExit(int(run.status.exit_code))
+
+
+@group.command("list")
+@click.option("--status", "status_filter", type=click.Choice([s.value for s in RunStatus]),
+              default=None, help="Only runs in this status.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one run each.")
+@broker_option
+def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str | None) -> None:
+    """List recent runs, newest first."""
+    settings = settings_for(broker)
+    wanted = RunStatus(status_filter) if status_filter else None
+    if settings.embedded:
+        runs = _runs_on_disk(settings, limit, wanted)
+    else:
+        from bcce.state import RunStore
+
+        store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+        store.ping(settings.effective_state_url)
+        runs = store.list_runs(limit, wanted)
+    reporter = Reporter(as_json)
+    if as_json:
+        for r in runs:
+            reporter.json(r.model_dump(mode="json"))
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("run", "workflow", "status", "steps", "current step", "error"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(r.id, r.workflow, r.status.value, str(len(r.step_ids)),
+                      r.current_step or "", r.error or "")
+    reporter.console.print(table)
+
+
+def _load(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
+    if settings.embedded:
+        path = settings.runs_dir / run_id / "run-state.json"
+        if not path.is_file():
+            raise NotFound(f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
+                           "kept only on disk; pass --broker for a distributed run)")
+        return _from_state(json.loads(path.read_text("utf-8")))
+    from bcce.state import RunStore
+
+    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+    store.ping(settings.effective_state_url)
+    return store.run(run_id), store.steps(run_id)
+
+
+def _from_state(state: dict[str, object]) -> tuple[RunRecord, list[StepRecord]]:
+    raw_steps = state.get("steps")
+    steps = [StepRecord.model_validate(s) for s in raw_steps] if isinstance(raw_steps, list) else []
+    return RunRecord.model_validate(state), steps
+
+
+def _runs_on_disk(settings: Settings, limit: int, wanted: RunStatus | None) -> list[RunRecord]:
+    runs = []
+    for path in sorted(settings.runs_dir.glob("*/run-state.json"), reverse=True):
+        run, _ = _from_state(json.loads(path.read_text("utf-8")))
+        if wanted is None or run.status == wanted:
+            runs.append(run)
+        if len(runs) >= limit:
+            break
+    return runs
+

@@ -1,0 +1,183 @@
+"""From a workflow file (or a stored snapshot) to a validated :class:`Workflow`.
+
+Every problem is collected and reported at once as ``file:line:col path: message``.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bcce.errors import WorkflowError
+from bcce.source import Loc, Source, load_source, substitute
+from bcce.steptypes import StepType, did_you_mean, unknown_type_message
+from bcce.workflow import Step, Workflow, WorkflowHead
+
+RUN_ID_VAR = "RUN_ID"
+
+
+def load_workflow(
+    path: Path,
+    types: Mapping[str, StepType],
+    *,
+    variables: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    max_bytes: int = 1_048_576,
+) -> Workflow:
+    """Read, substitute and validate a workflow file.
+
+    Variables resolve from ``variables`` (``--var``), then the workflow's own ``env`` block,
+    then the process environment; ``${RUN_ID}`` is the run id (a placeholder when validating).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowError([f"{path}: cannot read the workflow: {exc.strerror or exc}"]) from None
+    source = load_source(raw, str(path), max_bytes=max_bytes)
+    env = os.environ if environ is None else environ
+    given = dict(variables or {})
+    given[RUN_ID_VAR] = run_id or "RUN_ID"
+    declared = _declared_env(source.data)
+
+    def lookup(name: str) -> str | None:
+        for scope in (given, declared, env):
+            if name in scope:
+                return scope[name]
+        return None
+
+    return validate(substitute(source, lookup), types)
+
+
+def _declared_env(data: Any) -> dict[str, str]:
+    env = data.get("env") if isinstance(data, dict) else None
+    if not isinstance(env, dict):
+        return {}
+    return {k: str(v) for k, v in env.items() if isinstance(v, str | int | float)}
+
+
+def from_snapshot(snapshot: Mapping[str, Any], types: Mapping[str, StepType]) -> Workflow:
+    """Validate a workflow stored with a run (already substituted)."""
+    return validate(Source(name="(snapshot)", data=dict(snapshot), marks={}, key_marks={}), types)
+
+
+def validate(source: Source, types: Mapping[str, StepType]) -> Workflow:
+    """Validate loaded data; raises WorkflowError listing every problem."""
+    data = source.data
+    if not isinstance(data, dict):
+        raise WorkflowError([source.problem((), "a workflow must be a mapping of keys")])
+    head = {k: v for k, v in data.items() if k != "steps"}
+    problems: list[str] = []
+    try:
+        WorkflowHead.model_validate(head)
+    except ValidationError as exc:
+        problems += _problems(source, exc, Workflow, prefix=())
+    raw_steps = data.get("steps")
+    if "steps" not in data:
+        problems.append(source.problem((), "missing required key 'steps'"))
+    elif not isinstance(raw_steps, list) or not raw_steps:
+        problems.append(source.problem(("steps",), "`steps` must be a list of at least one step"))
+    steps = [] if not isinstance(raw_steps, list) else [
+        _step(source, ("steps", index), raw, types, problems)
+        for index, raw in enumerate(raw_steps)
+    ]
+    if problems:
+        raise WorkflowError(problems)
+    workflow = Workflow.model_validate({**head, "steps": steps})
+    _check_references(source, workflow)
+    return workflow
+
+
+def _step(
+    source: Source, loc: Loc, raw: Any, types: Mapping[str, StepType], problems: list[str]
+) -> Step | None:
+    if not isinstance(raw, dict):
+        problems.append(source.problem(loc, "a step must be a mapping of keys"))
+        return None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        problems.append(source.problem(loc, "missing required key 'type'"))
+        return None
+    if kind not in types:
+        problems.append(source.problem((*loc, "type"), unknown_type_message(kind, types)))
+        return None
+    model = types[kind].model
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems += _problems(source, exc, model, prefix=loc)
+        return None
+
+
+def _check_references(source: Source, workflow: Workflow) -> None:
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, step in enumerate(workflow.steps):
+        if step.id in seen:
+            problems.append(source.problem(
+                ("steps", index, "id"),
+                f"duplicate step id {step.id!r} (first used by steps[{seen[step.id]}])",
+            ))
+        for ref in sorted(step.referenced_steps()):
+            if ref not in seen:
+                where = "a later step" if ref in {s.id for s in workflow.steps} else "no step"
+                problems.append(source.problem(
+                    ("steps", index),
+                    f"template refers to {ref!r}, which is {where}: only earlier steps' "
+                    "outputs can be used",
+                ))
+        seen.setdefault(step.id, index)
+    if problems:
+        raise WorkflowError(problems)
+
+
+def _problems(
+    source: Source, exc: ValidationError, model: type[BaseModel], prefix: Loc
+) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc: Loc = (*prefix, *_clean(err["loc"]))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            hint = did_you_mean(key, _fields_at(model, tuple(err["loc"][:-1])))
+            out.append(source.problem(loc, f"unknown key {key!r}{hint}"))
+        elif kind == "missing":
+            out.append(source.problem(loc[:-1], f"missing required key {loc[-1]!r}"))
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            out.append(source.problem(loc, message))
+    return out
+
+
+def _clean(loc: tuple[int | str, ...]) -> Loc:
+    # Pydantic names union members in locations ("str", "tuple[str, ...]"); users never wrote them.
+    return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]() ,"))
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+

@@ -1,0 +1,114 @@
+"""Run and step records: the statuses a run moves through and what is kept of each step."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bcce.errors import ExitCode
+
+
+class RunStatus(StrEnum):
+    """Where a run is; terminal statuses map to exit codes."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        """True once nothing more will happen to the run without a person acting."""
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The exit code of ``bcce workflow run --wait`` for a run ending in this status."""
+        return _EXIT[self]
+
+
+_EXIT = {
+    RunStatus.QUEUED: ExitCode.INFRASTRUCTURE,
+    RunStatus.RUNNING: ExitCode.INFRASTRUCTURE,
+    RunStatus.SUCCEEDED: ExitCode.OK,
+    RunStatus.FAILED: ExitCode.STEP_FAILED,
+    RunStatus.DENIED: ExitCode.DENIED,
+    RunStatus.AWAITING_APPROVAL: ExitCode.AWAITING_APPROVAL,
+    RunStatus.REJECTED: ExitCode.AWAITING_APPROVAL,
+    RunStatus.CANCELLED: ExitCode.CANCELLED,
+    RunStatus.BUDGET_EXCEEDED: ExitCode.BUDGET_EXCEEDED,
+    RunStatus.TIMED_OUT: ExitCode.INFRASTRUCTURE,
+}
+
+
+class StepStatus(StrEnum):
+    """Where a step is."""
+
+    PENDING = "pending"
+    ALLOWED = "allowed"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    DENIED = "denied"
+
+
+class Record(BaseModel):
+    """Base of stored records: tolerant of fields added by newer versions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class StepRecord(Record):
+    """What is known of one step of a run."""
+
+    id: str
+    type: str
+    queue: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_seconds: float | None = None
+    worker: str | None = None
+    error: str | None = None
+    continued: bool = False
+    """Failed, and the run went on because of ``on_error: continue``."""
+    decision: dict[str, Any] | None = None
+    redeliveries: int = 0
+    """Deliveries that found the step already done and did nothing."""
+
+
+class RunRecord(Record):
+    """What is known of one run, without its steps."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    current_step: str | None = None
+    workspace: str
+    run_dir: str
+    step_ids: list[str]
+    error: str | None = None
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id: UTC time plus six random hex digits, e.g. ``2026-11-26T14-03-07-a1b2c3``."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return f"{moment:%Y-%m-%dT%H-%M-%S}-{secrets.token_hex(3)}"

@@ -1,0 +1,68 @@
+"""The one settings object: every knob, its ``BCCE_`` environment variable and its default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_STATE_URL = "memory://"
+
+
+class Settings(BaseSettings):
+    """bcce configuration, read from ``BCCE_*`` environment variables; CLI flags override per call."""
+
+    model_config = SettingsConfigDict(env_prefix="BCCE_", extra="ignore", frozen=True)
+
+    broker_url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL of the broker; unset means embedded mode.",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; defaults to the broker URL."
+    )
+    state_url: str | None = Field(
+        default=None,
+        description="Redis URL of the run store; defaults to the broker URL (memory:// embedded).",
+    )
+    runs_dir: Path = Field(
+        default=Path(".bcce_runs"),
+        description="Where run artifacts go, relative to the workspace unless absolute.",
+    )
+    run_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, gt=0, description="How long finished runs stay in Redis."
+    )
+    max_step_timeout_seconds: int = Field(
+        default=6 * 3600, gt=0, description="The longest a step may be allowed to run."
+    )
+    default_step_timeout_seconds: int = Field(
+        default=1800, gt=0, description="A step's timeout when its policy sets none."
+    )
+    output_cap_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Per stream cap on the stdout/stderr kept."
+    )
+    max_workflow_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest workflow file accepted."
+    )
+    worker_check_timeout: float = Field(
+        default=1.0, gt=0, description="Seconds to wait for workers to answer before a run."
+    )
+    wait_poll_seconds: float = Field(
+        default=1.0, gt=0, description="Longest pause between progress reads while waiting."
+    )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the run executes in this process."""
+        return not self.broker_url
+
+    @property
+    def effective_state_url(self) -> str:
+        """The run store's URL: explicit, else the broker, else the in-process store."""
+        return self.state_url or self.broker_url or EMBEDDED_STATE_URL
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Redis visibility timeout: above the longest allowed step, so it is never redelivered."""
+        return self.max_step_timeout_seconds + 600

@@ -1,0 +1,247 @@
+"""The run store on Redis. Every Redis key bcce uses is built in this module and nowhere else.
+
+Keys (prefix ``bcce:``):
+
+- ``bcce:run:<id>``         hash: ``record`` (RunRecord JSON), ``snapshot`` (workflow JSON)
+- ``bcce:run:<id>:steps``   hash: step id -> StepRecord JSON
+- ``bcce:run:<id>:events``  stream of run events (``type``, ``data`` JSON)
+- ``bcce:runs``             sorted set of run ids by creation time
+
+Finished runs expire after the configured TTL; the index is pruned as it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from bcce.errors import InfrastructureError, NotFound
+from bcce.records import RunRecord, RunStatus, StepRecord
+from bcce.settings import EMBEDDED_STATE_URL
+
+PREFIX = "bcce"
+RUNS_INDEX = f"{PREFIX}:runs"
+EVENTS_MAXLEN = 10_000
+
+R = TypeVar("R", RunRecord, StepRecord)
+Event = dict[str, Any]
+
+_servers: dict[str, Any] = {}
+_servers_lock = threading.Lock()
+
+
+def run_key(run_id: str) -> str:
+    """The hash holding a run's record and workflow snapshot."""
+    return f"{PREFIX}:run:{run_id}"
+
+
+def steps_key(run_id: str) -> str:
+    """The hash of a run's step records."""
+    return f"{PREFIX}:run:{run_id}:steps"
+
+
+def events_key(run_id: str) -> str:
+    """The stream of a run's events."""
+    return f"{PREFIX}:run:{run_id}:events"
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for url; ``memory://`` is an in-process Redis shared by this process."""
+    if url == EMBEDDED_STATE_URL:
+        import fakeredis
+
+        with _servers_lock:
+            server = _servers.setdefault(url, fakeredis.FakeServer())
+        client: redis.Redis = fakeredis.FakeRedis(server=server, decode_responses=True)
+        return client
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=3,
+        socket_timeout=30,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+class RunStore:
+    """Runs, steps and events of bcce on one Redis database."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_url(cls, url: str, ttl_seconds: int) -> RunStore:
+        """A store on the Redis at url (``memory://`` for embedded mode)."""
+        return cls(connect(url), ttl_seconds)
+
+    def ping(self, where: str) -> None:
+        """Fail with an infrastructure error naming ``where`` if Redis does not answer."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise InfrastructureError(
+                f"cannot reach Redis at {where}: {exc}: start Redis or set BCCE_BROKER_URL"
+            ) from None
+
+    def create(self, run: RunRecord, snapshot: dict[str, Any], steps: list[StepRecord]) -> None:
+        """Record a new run with its steps, index it and emit ``run.submitted``."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(run_key(run.id), mapping={
+                "record": run.model_dump_json(), "snapshot": json.dumps(snapshot),
+            })
+            pipe.hset(steps_key(run.id), mapping={s.id: s.model_dump_json() for s in steps})
+            pipe.zadd(RUNS_INDEX, {run.id: run.created_at})
+            self._emit(pipe, run.id, {"type": "run.submitted", "status": run.status.value})
+            pipe.execute()
+
+    def delete(self, run_id: str) -> None:
+        """Remove every trace of a run (used when it could not be enqueued)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(run_key(run_id), steps_key(run_id), events_key(run_id))
+            pipe.zrem(RUNS_INDEX, run_id)
+            pipe.execute()
+
+    def run(self, run_id: str) -> RunRecord:
+        """The run's record; NotFound when it does not exist (or expired)."""
+        raw = self.client.hget(run_key(run_id), "record")
+        if raw is None:
+            raise NotFound(f"no run {run_id!r} in the run store (it may have expired)")
+        return RunRecord.model_validate_json(raw)
+
+    def snapshot(self, run_id: str) -> dict[str, Any]:
+        """The workflow exactly as the run was submitted."""
+        raw = self.client.hget(run_key(run_id), "snapshot")
+        if raw is None:
+            raise NotFound(f"no run {run_id!r} in the run store (it may have expired)")
+        data: dict[str, Any] = json.loads(raw)
+        return data
+
+    def step(self, run_id: str, step_id: str) -> StepRecord:
+        """One step's record."""
+        raw = self.client.hget(steps_key(run_id), step_id)
+        if raw is None:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        return StepRecord.model_validate_json(raw)
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """All step records of a run, in workflow order."""
+        order = self.run(run_id).step_ids
+        raw = self.client.hgetall(steps_key(run_id))
+        return [StepRecord.model_validate_json(raw[s]) for s in order if s in raw]
+
+    def update_run(
+        self, run_id: str, change: Callable[[RunRecord], RunRecord | None],
+        event: Event | None = None,
+    ) -> RunRecord | None:
+        """Apply change atomically; it returns the new record, or None to leave it as is."""
+        return self._update(run_id, run_key(run_id), "record", RunRecord, change, event)
+
+    def update_step(
+        self, run_id: str, step_id: str, change: Callable[[StepRecord], StepRecord | None],
+        event: Event | None = None,
+    ) -> StepRecord | None:
+        """Apply change to one step atomically, as :meth:`update_run`."""
+        return self._update(run_id, steps_key(run_id), step_id, StepRecord, change, event)
+
+    def finish(self, run_id: str, status: RunStatus, error: str | None = None) -> bool:
+        """End the run in status unless it already ended; True when this call ended it."""
+        now = time.time()
+
+        def change(run: RunRecord) -> RunRecord | None:
+            if run.status.terminal:
+                return None
+            return run.model_copy(update={
+                "status": status, "finished_at": now, "error": error, "current_step": None,
+            })
+
+        event = {"type": "run.finished", "status": status.value, "error": error}
+        ended = self.update_run(run_id, change, event) is not None
+        if ended:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in (run_key(run_id), steps_key(run_id), events_key(run_id)):
+                    pipe.expire(key, self.ttl_seconds)
+                pipe.execute()
+        return ended
+
+    def emit(self, run_id: str, event: Event) -> None:
+        """Append an event to the run's stream."""
+        self._emit(self.client, run_id, event)
+
+    def events(
+        self, run_id: str, after: str = "0-0", block_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Events after the stream id ``after``; waits up to block_ms for one when given."""
+        if block_ms is None:
+            raw = self.client.xrange(events_key(run_id), min=f"({after}")
+        else:
+            answer = self.client.xread({events_key(run_id): after}, block=block_ms, count=500)
+            raw = answer[0][1] if answer else []
+        return [(entry_id, _event(fields)) for entry_id, fields in raw]
+
+    def list_runs(self, limit: int = 20, status: RunStatus | None = None) -> list[RunRecord]:
+        """The most recent runs, newest first, optionally only those in one status."""
+        runs: list[RunRecord] = []
+        cursor, page = 0, max(limit, 50)
+        while len(runs) < limit:
+            ids = self.client.zrevrange(RUNS_INDEX, cursor, cursor + page - 1)
+            if not ids:
+                break
+            cursor += page
+            with self.client.pipeline(transaction=False) as pipe:
+                for run_id in ids:
+                    pipe.hget(run_key(run_id), "record")
+                raws = pipe.execute()
+            gone = [run_id for run_id, raw in zip(ids, raws, strict=True) if raw is None]
+            if gone:
+                self.client.zrem(RUNS_INDEX, *gone)
+            for raw in raws:
+                if raw is not None:
+                    run = RunRecord.model_validate_json(raw)
+                    if status is None or run.status == status:
+                        runs.append(run)
+        return runs[:limit]
+
+    def _update(
+        self, run_id: str, key: str, field: str, model: type[R],
+        change: Callable[[R], R | None], event: Event | None,
+    ) -> R | None:
+        def attempt(pipe: Any) -> R | None:
+            raw = pipe.hget(key, field)
+            if raw is None:
+                raise NotFound(f"no record {field!r} for run {run_id!r}")
+            new = change(model.model_validate_json(raw))
+            pipe.multi()
+            if new is not None:
+                pipe.hset(key, field, new.model_dump_json())
+                if event is not None:
+                    self._emit(pipe, run_id, event)
+            return new
+
+        result: R | None = self.client.transaction(attempt, key, value_from_callable=True)
+        return result
+
+    @staticmethod
+    def _emit(client: Any, run_id: str, event: Event) -> None:
+        body = {"time": time.time(), **event}
+        client.xadd(
+            events_key(run_id),
+            {"type": str(event["type"]), "data": json.dumps(body)},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
+
+
+def _event(fields: dict[str, str]) -> Event:
+    data: Event = json.loads(fields.get("data", "{}"))
+    data.setdefault("type", fields.get("type", "?"))
+    return data

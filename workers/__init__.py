@@ -1,0 +1,1 @@
+"""bcce's back-end: the Celery tasks and step executors that run inside the worker pools."""

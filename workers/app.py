@@ -1,0 +1,32 @@
+"""The worker-side Celery app, for ``celery -A workers.app worker -Q command`` and friends.
+
+``app`` is built on first access from the ``BCCE_*`` environment, so importing this module
+(as ``bcce worker`` and embedded runs do) creates no app they do not use.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from bcce.celery_app import BcceCelery, make_app
+from bcce.settings import Settings
+from bcce.steptypes import registry
+from workers.tasks import register
+
+
+def build(settings: Settings | None = None) -> BcceCelery:
+    """A Celery app with every bcce task registered."""
+    app = make_app(settings or Settings(), registry())
+    register(app)
+    return app
+
+
+@functools.cache
+def _default() -> BcceCelery:
+    return build()
+
+
+def __getattr__(name: str) -> BcceCelery:
+    if name in ("app", "celery"):
+        return _default()
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""Executors of the built-in step types, one module each (see ``bcce.steptypes``)."""

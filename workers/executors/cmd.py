@@ -1,0 +1,76 @@
+"""``cmd`` steps: an argv (or ``sh -c`` when the step asks and policy allows), sandboxed."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+
+from bcce.steptypes import StepContext, StepOutcome
+from bcce.workflow import TEMPLATE, CmdStep
+from workers.sandbox import CommandError, run_command
+
+# What a step's output may contribute to an argv; more is a mistake, not a feature.
+MAX_TEMPLATE_BYTES = 128 * 1024
+
+
+def execute(ctx: StepContext) -> StepOutcome:
+    """Run the step's command in the workspace under the decided timeout."""
+    step = ctx.step
+    assert isinstance(step, CmdStep)
+    try:
+        argv = [_expand(arg, ctx, quote=step.shell) for arg in step.argv()]
+    except (OSError, ValueError) as exc:
+        return _failed(ctx, f"cannot fill the command's templates: {exc}")
+    stdout, stderr = ctx.step_dir / "stdout.txt", ctx.step_dir / "stderr.txt"
+    try:
+        result = run_command(
+            argv, cwd=ctx.workspace, env=ctx.env, timeout_seconds=ctx.timeout_seconds,
+            stdout_path=stdout, stderr_path=stderr, output_cap_bytes=ctx.output_cap_bytes,
+        )
+    except CommandError as exc:
+        return _failed(ctx, str(exc))
+    shutil.copyfile(stdout, ctx.step_dir / "output.txt")
+    metrics = {
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "command_seconds": round(result.duration_seconds, 6),
+        "stdout_bytes": result.stdout_bytes,
+        "stderr_bytes": result.stderr_bytes,
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+    }
+    if result.timed_out:
+        error = f"timed out after {ctx.timeout_seconds:g}s; its process group was killed"
+    elif result.exit_code is None:
+        error = f"killed by signal {result.signal}"
+    elif result.exit_code != 0:
+        error = f"exited with code {result.exit_code}"
+    else:
+        error = None
+    return StepOutcome(ok=result.ok, exit_code=result.exit_code, error=error,
+                       timed_out=result.timed_out, metrics=metrics)
+
+
+def _expand(text: str, ctx: StepContext, quote: bool) -> str:
+    def value(match: re.Match[str]) -> str:
+        step_id, what = match.group(1), match.group(2)
+        if what == "output_file":
+            got = str(ctx.output_path(step_id))
+        else:
+            got = ctx.read_output(step_id).rstrip("\n")
+            if len(got.encode()) > MAX_TEMPLATE_BYTES:
+                raise ValueError(
+                    f"output of {step_id!r} is over {MAX_TEMPLATE_BYTES} bytes: "
+                    f"use {{{{ steps.{step_id}.output_file }}}} instead"
+                )
+        return shlex.quote(got) if quote else got
+
+    return TEMPLATE.sub(value, text)
+
+
+def _failed(ctx: StepContext, error: str) -> StepOutcome:
+    for name in ("stdout.txt", "output.txt"):
+        (ctx.step_dir / name).touch()
+    (ctx.step_dir / "stderr.txt").write_text(f"bcce: {error}\n", encoding="utf-8")
+    return StepOutcome(ok=False, exit_code=None, error=error)

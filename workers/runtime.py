@@ -1,0 +1,105 @@
+"""What a worker process keeps between tasks: the run store, parsed workflows, executors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bcce import loader, policy
+from bcce.artifacts import LocalArtifactStore
+from bcce.records import RunRecord
+from bcce.state import RunStore
+from bcce.steptypes import Executor, StepType
+from bcce.workflow import Workflow
+
+if TYPE_CHECKING:
+    from bcce.celery_app import BcceCelery
+
+# Worker variables a step inherits; everything else (AWS keys, tokens, BCCE_*) is dropped.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
+                 "LOGNAME", "SHELL", "TERM")
+WORKFLOW_CACHE = 256
+
+
+class Runtime:
+    """Per-app worker state, created lazily in each worker process."""
+
+    def __init__(self, app: BcceCelery) -> None:
+        settings = app.bcce_settings
+        self.types = app.step_types
+        self.store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+        self.limits = policy.Limits(
+            default_timeout_seconds=settings.default_step_timeout_seconds,
+            max_timeout_seconds=settings.max_step_timeout_seconds,
+        )
+        self.output_cap_bytes = settings.output_cap_bytes
+        self._workflows: OrderedDict[str, Workflow] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def workflow(self, run_id: str) -> Workflow:
+        """The run's workflow; snapshots never change, so each is parsed once a process."""
+        with self._lock:
+            if run_id in self._workflows:
+                self._workflows.move_to_end(run_id)
+                return self._workflows[run_id]
+        workflow = loader.from_snapshot(self.store.snapshot(run_id), self.types)
+        with self._lock:
+            self._workflows[run_id] = workflow
+            while len(self._workflows) > WORKFLOW_CACHE:
+                self._workflows.popitem(last=False)
+        return workflow
+
+    def artifacts(self, run: RunRecord) -> LocalArtifactStore:
+        """The run's artifact store."""
+        return LocalArtifactStore(Path(run.run_dir))
+
+    def mirror(self, run_id: str) -> None:
+        """Refresh run-state.json from the store."""
+        run = self.store.run(run_id)
+        self.artifacts(run).mirror(run, self.store.steps(run_id))
+
+    def elapsed(self, run: RunRecord) -> float:
+        """Seconds since the run was submitted."""
+        return time.time() - run.created_at
+
+
+_runtimes: dict[int, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def runtime(app: BcceCelery) -> Runtime:
+    """The runtime of app in this process (made after fork, so connections are not shared)."""
+    key = id(app) ^ os.getpid()
+    with _runtimes_lock:
+        if key not in _runtimes:
+            _runtimes[key] = Runtime(app)
+        return _runtimes[key]
+
+
+@functools.cache
+def executor(kind: StepType) -> Executor:
+    """The step type's executor, imported once."""
+    return kind.load_executor()
+
+
+def step_env(
+    run: RunRecord, workflow: Workflow, step_id: str, step_dir: Path, source: dict[str, str]
+) -> dict[str, str]:
+    """The environment a step runs with: a scrubbed base, the workflow's env, run ids."""
+    env = {k: source[k] for k in INHERITED_ENV if k in source}
+    env.setdefault("PATH", os.defpath)
+    env.update(workflow.env.variables())
+    env.update({
+        "BCCE_RUN_ID": run.id,
+        "BCCE_STEP_ID": step_id,
+        "BCCE_RUN_DIR": run.run_dir,
+        "BCCE_STEP_DIR": str(step_dir),
+        "BCCE_WORKSPACE": run.workspace,
+    })
+    return env
+
