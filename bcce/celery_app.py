@@ -15,7 +15,7 @@ from kombu import Queue
 from bcce.settings import Settings
 from bcce.steptypes import POLICY_QUEUE, POLICY_TASK, StepType, queues
 
-EMBEDDED_BROKER = "memory://"
+EMBEDDED_BROKER = "memory://localhost/"
 
 
 class BcceCelery(Celery):  # type: ignore[misc]

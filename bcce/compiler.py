@@ -18,6 +18,7 @@ from bcce.steptypes import POLICY_QUEUE, POLICY_TASK, StepType
 from bcce.workflow import Workflow
 
 if TYPE_CHECKING:
+    from celery import Celery
     from celery.canvas import Signature, _chain
 
 
@@ -92,18 +93,18 @@ def compile_plan(
     return Plan(run_id=run_id, workflow=workflow.workflow, steps=tuple(planned))
 
 
-def signatures(plan: Plan) -> list[Signature]:
+def signatures(plan: Plan, app: Celery | None = None) -> list[Signature]:
     """The chain's signatures, immutable so no task result leaks into the next task's args."""
     from celery import signature
 
     return [
-        signature(m["task"], args=tuple(m["args"]), queue=m["queue"], immutable=True)
+        signature(m["task"], args=tuple(m["args"]), queue=m["queue"], immutable=True, app=app)
         for m in plan.messages()
     ]
 
 
-def to_chain(plan: Plan) -> _chain:
-    """The Celery chain that runs the plan."""
+def to_chain(plan: Plan, app: Celery) -> _chain:
+    """The Celery chain that runs the plan, bound to app (never Celery's default app)."""
     from celery import chain
 
     not_runnable = [s.id for s in plan.steps if not s.runnable]
@@ -112,4 +113,4 @@ def to_chain(plan: Plan) -> _chain:
             f"step(s) {', '.join(not_runnable)} use a step type this version of bcce can "
             "validate but not run yet: see `bcce plugin list`"
         )
-    return chain(*signatures(plan))
+    return chain(*signatures(plan, app), app=app)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import typing
+from dataclasses import replace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,30 @@ def load_workflow(
     except OSError as exc:
         raise WorkflowError([f"{path}: cannot read the workflow: {exc.strerror or exc}"]) from None
     source = load_source(raw, str(path), max_bytes=max_bytes)
-    env = os.environ if environ is None else environ
+    process_env = os.environ if environ is None else environ
     given = dict(variables or {})
     given[RUN_ID_VAR] = run_id or "RUN_ID"
-    declared = _declared_env(source.data)
+
+    def outer(name: str) -> str | None:
+        return given.get(name, process_env.get(name))
+
+    # The workflow's own env block is resolved first (from --var and the environment), so
+    # `GREETING: ${GREETING:-hello}` declares a default that the other keys can use.
+    declared = _declared_env(substitute(_env_only(source), outer).data)
 
     def lookup(name: str) -> str | None:
-        for scope in (given, declared, env):
+        for scope in (given, declared, process_env):
             if name in scope:
                 return scope[name]
         return None
 
     return validate(substitute(source, lookup), types)
+
+
+def _env_only(source: Source) -> Source:
+    data = source.data if isinstance(source.data, dict) else {}
+    env = data.get("env")
+    return replace(source, data={"env": env} if isinstance(env, dict) else {})
 
 
 def _declared_env(data: Any) -> dict[str, str]:

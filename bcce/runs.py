@@ -49,7 +49,7 @@ def submit(
 
     If the chain cannot be published the record is removed again: no half-submitted run.
     """
-    chain = to_chain(plan)
+    chain = to_chain(plan, app)
     types = app.step_types
     run = RunRecord(
         id=plan.run_id, workflow=workflow.workflow, status=RunStatus.QUEUED,

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from celery.worker import WorkController
-from celery.worker import state as worker_state
 
 from bcce.celery_app import BcceCelery
 from bcce.errors import InfrastructureError
@@ -28,8 +27,7 @@ def embedded_workers(app: BcceCelery, pools: Sequence[str]) -> Iterator[list[str
     """Run one worker thread per pool until the block ends; yields their hostnames."""
     # Celery's execution pools look tasks up on the current app, which is per thread.
     app.set_default()
-    threads: list[threading.Thread] = []
-    names: list[str] = []
+    workers: list[tuple[WorkController, threading.Thread]] = []
     for pool in pools:
         ready = threading.Event()
         name = f"{pool}@embedded-{os.getpid()}"
@@ -43,14 +41,14 @@ def embedded_workers(app: BcceCelery, pools: Sequence[str]) -> Iterator[list[str
         thread.start()
         if not ready.wait(START_TIMEOUT_SECONDS):
             raise InfrastructureError(f"embedded worker for pool {pool!r} did not start")
-        threads.append(thread)
-        names.append(name)
+        workers.append((worker, thread))
     try:
-        yield names
+        yield [thread.name for _, thread in workers]
     finally:
-        worker_state.should_terminate = 0
-        for thread in threads:
+        # Stop all first, then join: each notices within one broker poll (about 2 s).
+        for worker, _ in workers:
+            worker.stop(in_sighandler=False)
+        for _, thread in workers:
             thread.join(STOP_TIMEOUT_SECONDS)
             if thread.is_alive():
                 log.warning("embedded worker %s did not stop in time", thread.name)
-        worker_state.should_terminate = None

@@ -12,7 +12,9 @@ from bcce.cli.options import broker_option, parse_vars, settings_for
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
+from bcce.artifacts import LocalArtifactStore
 from bcce.settings import Settings
+from bcce.state import RunStore
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -93,7 +95,6 @@ def run(
 
     from bcce.celery_app import make_app
     from bcce.runs import check_workers, follow, run_dir_for, submit, summary
-    from bcce.state import RunStore
 
     workspace = workspace.resolve()
     store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
@@ -116,7 +117,11 @@ def run(
 
         app = build(settings)
         with embedded_workers(app, plan.queues):
-            final = go()
+            try:
+                final = go()
+            except BaseException as exc:
+                _end_embedded(store, run_id, exc)
+                raise
     else:
         if not no_worker_check:
             check_workers(app, plan.queues, settings.worker_check_timeout)
@@ -156,8 +161,6 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
     if settings.embedded:
         runs = _runs_on_disk(settings, limit, wanted)
     else:
-        from bcce.state import RunStore
-
         store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
         store.ping(settings.effective_state_url)
         runs = store.list_runs(limit, wanted)
@@ -177,6 +180,18 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
     reporter.console.print(table)
 
 
+def _end_embedded(store: RunStore, run_id: str, exc: BaseException) -> None:
+    """An embedded run cannot outlive this process: record how it ended."""
+    status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+    reason = str(exc) or type(exc).__name__
+    try:
+        if store.finish(run_id, status, f"embedded run stopped with bcce: {reason}"):
+            run = store.run(run_id)
+            LocalArtifactStore(Path(run.run_dir)).mirror(run, store.steps(run_id))
+    except NotFound:
+        pass  # it failed before it was recorded
+
+
 def _load(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
     if settings.embedded:
         path = settings.runs_dir / run_id / "run-state.json"
@@ -184,8 +199,6 @@ def _load(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]
             raise NotFound(f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
                            "kept only on disk; pass --broker for a distributed run)")
         return _from_state(json.loads(path.read_text("utf-8")))
-    from bcce.state import RunStore
-
     store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
     store.ping(settings.effective_state_url)
     return store.run(run_id), store.steps(run_id)
