@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from bcce.settings import Settings
 from bcce.steptypes import POLICY_QUEUE, POLICY_TASK, StepType, queues
@@ -57,10 +57,13 @@ def config(settings: Settings, types: Mapping[str, StepType]) -> dict[str, Any]:
         "result_backend_transport_options": transport,
         "result_expires": settings.run_ttl_seconds,
         "task_publish_retry_policy": {
-            "max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
         },
         # Unknown queues fail at publish time instead of creating a queue nobody reads.
-        "task_queues": [Queue(name, routing_key=name) for name in names],
+        "task_queues": [Queue(name, routing_key=name) for name in names],  # type: ignore[no-untyped-call]
         "task_default_queue": POLICY_QUEUE,
         "task_create_missing_queues": False,
         "task_routes": {
@@ -73,10 +76,12 @@ def config(settings: Settings, types: Mapping[str, StepType]) -> dict[str, Any]:
         "task_track_started": True,
     }
     if settings.embedded:
-        conf.update({
-            "task_ignore_result": True,
-            "worker_send_task_events": False,
-            "task_send_sent_event": False,
-            "broker_transport_options": {"polling_interval": 0.01},
-        })
+        conf.update(
+            {
+                "task_ignore_result": True,
+                "worker_send_task_events": False,
+                "task_send_sent_event": False,
+                "broker_transport_options": {"polling_interval": 0.01},
+            }
+        )
     return conf

@@ -63,8 +63,14 @@ class Plan:
             "workflow": self.workflow,
             "queues": self.queues,
             "steps": [
-                {"id": s.id, "type": s.type, "queue": s.queue, "task": s.task,
-                 "runnable": s.runnable, "policy": s.effective.to_json()}
+                {
+                    "id": s.id,
+                    "type": s.type,
+                    "queue": s.queue,
+                    "task": s.task,
+                    "runnable": s.runnable,
+                    "policy": s.effective.to_json(),
+                }
                 for s in self.steps
             ],
             "chain": self.messages(),
@@ -86,10 +92,16 @@ def compile_plan(
     planned = []
     for step in workflow.steps[first:]:
         kind = types[step.type]
-        planned.append(PlannedStep(
-            id=step.id, type=kind.name, queue=kind.queue, task=kind.task_name,
-            runnable=kind.executor is not None, effective=policy.effective(step, limits),
-        ))
+        planned.append(
+            PlannedStep(
+                id=step.id,
+                type=kind.name,
+                queue=kind.queue,
+                task=kind.task_name,
+                runnable=kind.executor is not None,
+                effective=policy.effective(step, limits),
+            )
+        )
     return Plan(run_id=run_id, workflow=workflow.workflow, steps=tuple(planned))
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import typing
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +95,14 @@ def validate(source: Source, types: Mapping[str, StepType]) -> Workflow:
         problems.append(source.problem((), "missing required key 'steps'"))
     elif not isinstance(raw_steps, list) or not raw_steps:
         problems.append(source.problem(("steps",), "`steps` must be a list of at least one step"))
-    steps = [] if not isinstance(raw_steps, list) else [
-        _step(source, ("steps", index), raw, types, problems)
-        for index, raw in enumerate(raw_steps)
-    ]
+    steps = (
+        []
+        if not isinstance(raw_steps, list)
+        else [
+            _step(source, ("steps", index), raw, types, problems)
+            for index, raw in enumerate(raw_steps)
+        ]
+    )
     if problems:
         raise WorkflowError(problems)
     workflow = Workflow.model_validate({**head, "steps": steps})
@@ -132,18 +136,22 @@ def _check_references(source: Source, workflow: Workflow) -> None:
     seen: dict[str, int] = {}
     for index, step in enumerate(workflow.steps):
         if step.id in seen:
-            problems.append(source.problem(
-                ("steps", index, "id"),
-                f"duplicate step id {step.id!r} (first used by steps[{seen[step.id]}])",
-            ))
+            problems.append(
+                source.problem(
+                    ("steps", index, "id"),
+                    f"duplicate step id {step.id!r} (first used by steps[{seen[step.id]}])",
+                )
+            )
         for ref in sorted(step.referenced_steps()):
             if ref not in seen:
                 where = "a later step" if ref in {s.id for s in workflow.steps} else "no step"
-                problems.append(source.problem(
-                    ("steps", index),
-                    f"template refers to {ref!r}, which is {where}: only earlier steps' "
-                    "outputs can be used",
-                ))
+                problems.append(
+                    source.problem(
+                        ("steps", index),
+                        f"template refers to {ref!r}, which is {where}: only earlier steps' "
+                        "outputs can be used",
+                    )
+                )
         seen.setdefault(step.id, index)
     if problems:
         raise WorkflowError(problems)
@@ -193,4 +201,3 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
-

@@ -42,8 +42,12 @@ def check_workers(app: BcceCelery, needed: Iterable[str], timeout: float) -> Non
 
 
 def submit(
-    app: BcceCelery, store: RunStore, workflow: Workflow, plan: Plan,
-    workspace: Path, run_dir: Path,
+    app: BcceCelery,
+    store: RunStore,
+    workflow: Workflow,
+    plan: Plan,
+    workspace: Path,
+    run_dir: Path,
 ) -> RunRecord:
     """Record the run, mirror it to run-state.json and enqueue its chain.
 
@@ -52,8 +56,12 @@ def submit(
     chain = to_chain(plan, app)
     types = app.step_types
     run = RunRecord(
-        id=plan.run_id, workflow=workflow.workflow, status=RunStatus.QUEUED,
-        created_at=time.time(), workspace=str(workspace), run_dir=str(run_dir),
+        id=plan.run_id,
+        workflow=workflow.workflow,
+        status=RunStatus.QUEUED,
+        created_at=time.time(),
+        workspace=str(workspace),
+        run_dir=str(run_dir),
         step_ids=[s.id for s in workflow.steps],
     )
     steps = [StepRecord(id=s.id, type=s.type, queue=types[s.type].queue) for s in workflow.steps]
@@ -68,8 +76,12 @@ def submit(
 
 
 def follow(
-    store: RunStore, run_id: str, on_event: Callable[[Event], None],
-    *, poll_seconds: float, timeout: float | None = None,
+    store: RunStore,
+    run_id: str,
+    on_event: Callable[[Event], None],
+    *,
+    poll_seconds: float,
+    timeout: float | None = None,
 ) -> RunRecord:
     """Feed the run's events to on_event until it ends; returns the final record."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -105,9 +117,16 @@ def summary(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any]:
             round(run.finished_at - run.created_at, 3) if run.finished_at else None
         ),
         "steps": [
-            {"id": s.id, "type": s.type, "status": s.status.value, "attempts": s.attempts,
-             "exit_code": s.exit_code, "duration_seconds": s.duration_seconds,
-             "continued": s.continued, "error": s.error}
+            {
+                "id": s.id,
+                "type": s.type,
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "exit_code": s.exit_code,
+                "duration_seconds": s.duration_seconds,
+                "continued": s.continued,
+                "error": s.error,
+            }
             for s in steps
         ],
     }

@@ -11,7 +11,7 @@ EMBEDDED_STATE_URL = "memory://"
 
 
 class Settings(BaseSettings):
-    """bcce configuration, read from ``BCCE_*`` environment variables; CLI flags override per call."""
+    """bcce configuration from ``BCCE_*`` environment variables; CLI flags override per call."""
 
     model_config = SettingsConfigDict(env_prefix="BCCE_", extra="ignore", frozen=True)
 

@@ -30,9 +30,15 @@ _MERGE = f"{_Y}merge"
 # Built as plain strings: YAML 1.1 dates would become datetime objects, and the `=` and `<<`
 # scalars have no safe constructor at all; workflow data must stay plain.
 _AS_STR = (f"{_Y}timestamp", f"{_Y}value", _MERGE)
-_KINDS = {f"{_Y}str": "a string", f"{_Y}int": "an integer", f"{_Y}float": "a number",
-          f"{_Y}bool": "a boolean", f"{_Y}null": "null", f"{_Y}seq": "a list",
-          f"{_Y}map": "a mapping"} | dict.fromkeys(_AS_STR, "a string")
+_KINDS = {
+    f"{_Y}str": "a string",
+    f"{_Y}int": "an integer",
+    f"{_Y}float": "a number",
+    f"{_Y}bool": "a boolean",
+    f"{_Y}null": "null",
+    f"{_Y}seq": "a list",
+    f"{_Y}map": "a mapping",
+} | dict.fromkeys(_AS_STR, "a string")
 _STR_TAGS = (f"{_Y}str", *_AS_STR)
 _REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)(?P<close>\}?)")
 _NAME = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
@@ -114,19 +120,28 @@ def load_source(
 ) -> Source:
     """Parse one YAML document into a Source; raises WorkflowError listing every problem."""
     if len(raw) > max_bytes:
-        raise WorkflowError([f"{name}: file is {len(raw)} bytes, over the {max_bytes}-byte limit: "
-                             "split the workflow or raise BCCE_MAX_WORKFLOW_BYTES"])
+        raise WorkflowError(
+            [
+                f"{name}: file is {len(raw)} bytes, over the {max_bytes}-byte limit: "
+                "split the workflow or raise BCCE_MAX_WORKFLOW_BYTES"
+            ]
+        )
     text = _decode(raw, name).removeprefix("\ufeff")
     try:
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None or (node.tag == f"{_Y}null" and node.value == ""):
-                raise WorkflowError([f"{name}: the file is empty: a workflow needs `version: 1` "
-                                     "and `steps`"])
+                raise WorkflowError(
+                    [f"{name}: the file is empty: a workflow needs `version: 1` and `steps`"]
+                )
             if not isinstance(node, MappingNode):
-                raise WorkflowError([f"{name}:1:1 (top level): the top level must be a mapping "
-                                     f"with `version: 1` and `steps`, not {_kind(node)}"])
+                raise WorkflowError(
+                    [
+                        f"{name}:1:1 (top level): the top level must be a mapping "
+                        f"with `version: 1` and `steps`, not {_kind(node)}"
+                    ]
+                )
             _check(node, name, max_nodes, loader)
             data = loader.construct_document(node)
         finally:
@@ -134,8 +149,12 @@ def load_source(
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - before.rfind("\n")
-        raise WorkflowError([f"{name}:{line}:{col} character #x{exc.character:04x} is not "
-                             "allowed in YAML: remove it"]) from None
+        raise WorkflowError(
+            [
+                f"{name}:{line}:{col} character #x{exc.character:04x} is not "
+                "allowed in YAML: remove it"
+            ]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else f"{name}:"
@@ -203,8 +222,12 @@ def _decode(raw: bytes, name: str) -> str:
         line_start = raw.rfind(b"\n", 0, exc.start) + 1
         col = len(raw[line_start : exc.start].decode("utf-8").removeprefix("\ufeff")) + 1
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise WorkflowError([f"{name}:{line}:{col} byte 0x{raw[exc.start]:02x} is not valid "
-                             "UTF-8: save the file as UTF-8"]) from None
+        raise WorkflowError(
+            [
+                f"{name}:{line}:{col} byte 0x{raw[exc.start]:02x} is not valid "
+                "UTF-8: save the file as UTF-8"
+            ]
+        ) from None
 
 
 def _check(root: MappingNode, name: str, max_nodes: int, loader: _Loader) -> None:
@@ -217,8 +240,15 @@ def _check(root: MappingNode, name: str, max_nodes: int, loader: _Loader) -> Non
         seen.add(node)
         if node.tag not in _KINDS:
             tag = node.tag.replace(_Y, "!!")
-            problems.append(_at(name, node, loc, f"unsupported YAML tag {tag}: use plain "
-                                "mappings, lists, strings, numbers, booleans and null"))
+            problems.append(
+                _at(
+                    name,
+                    node,
+                    loc,
+                    f"unsupported YAML tag {tag}: use plain "
+                    "mappings, lists, strings, numbers, booleans and null",
+                )
+            )
         elif isinstance(node, ScalarNode) and node.tag == f"{_Y}int":
             try:
                 loader.construct_yaml_int(node)
@@ -234,15 +264,23 @@ def _check(root: MappingNode, name: str, max_nodes: int, loader: _Loader) -> Non
                 if key.tag == _MERGE:
                     continue
                 if not isinstance(key, ScalarNode) or key.tag not in _STR_TAGS:
-                    message = (f"key must be a string, but YAML reads {text} as {_kind(key)}: "
-                               "quote it" if isinstance(key, ScalarNode)
-                               else f"key must be a string, not {_kind(key)}")
+                    message = (
+                        f"key must be a string, but YAML reads {text} as {_kind(key)}: quote it"
+                        if isinstance(key, ScalarNode)
+                        else f"key must be a string, not {_kind(key)}"
+                    )
                     where = (*loc, text) if isinstance(key, ScalarNode) else loc
                     problems.append(_at(name, key, where, message))
                 elif text in first:
                     line = first[text].start_mark.line + 1
-                    problems.append(_at(name, key, (*loc, text),
-                                        f"duplicate key {text!r} (first at line {line})"))
+                    problems.append(
+                        _at(
+                            name,
+                            key,
+                            (*loc, text),
+                            f"duplicate key {text!r} (first at line {line})",
+                        )
+                    )
                 else:
                     first[text] = key
     if problems:
@@ -259,9 +297,13 @@ def _walk(root: Node, name: str, max_nodes: int, *, last_wins: bool) -> Iterator
         visited += 1
         mark = node.start_mark
         if visited > max_nodes:
-            raise WorkflowError([f"{name}:{mark.line + 1}:{mark.column + 1}: the document expands "
-                                 f"to more than {max_nodes} nodes (YAML alias bomb?): remove the "
-                                 "repeated aliases"])
+            raise WorkflowError(
+                [
+                    f"{name}:{mark.line + 1}:{mark.column + 1}: the document expands "
+                    f"to more than {max_nodes} nodes (YAML alias bomb?): remove the "
+                    "repeated aliases"
+                ]
+            )
         if len(loc) >= _MAX_DEPTH:
             raise WorkflowError([f"{name}:{mark.line + 1}:{mark.column + 1} {_TOO_DEEP}"])
         yield loc, node

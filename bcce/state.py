@@ -76,7 +76,8 @@ class RunStore:
     """Runs, steps and events of bcce on one Redis database."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
-        self.client = client
+        # Any: redis-py types decoded replies as bytes | str; ours always decode to str.
+        self.client: Any = client
         self.ttl_seconds = ttl_seconds
 
     @classmethod
@@ -96,9 +97,13 @@ class RunStore:
     def create(self, run: RunRecord, snapshot: dict[str, Any], steps: list[StepRecord]) -> None:
         """Record a new run with its steps, index it and emit ``run.submitted``."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(run_key(run.id), mapping={
-                "record": run.model_dump_json(), "snapshot": json.dumps(snapshot),
-            })
+            pipe.hset(
+                run_key(run.id),
+                mapping={
+                    "record": run.model_dump_json(),
+                    "snapshot": json.dumps(snapshot),
+                },
+            )
             pipe.hset(steps_key(run.id), mapping={s.id: s.model_dump_json() for s in steps})
             pipe.zadd(RUNS_INDEX, {run.id: run.created_at})
             self._emit(pipe, run.id, {"type": "run.submitted", "status": run.status.value})
@@ -140,14 +145,19 @@ class RunStore:
         return [StepRecord.model_validate_json(raw[s]) for s in order if s in raw]
 
     def update_run(
-        self, run_id: str, change: Callable[[RunRecord], RunRecord | None],
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord | None],
         event: Event | None = None,
     ) -> RunRecord | None:
         """Apply change atomically; it returns the new record, or None to leave it as is."""
         return self._update(run_id, run_key(run_id), "record", RunRecord, change, event)
 
     def update_step(
-        self, run_id: str, step_id: str, change: Callable[[StepRecord], StepRecord | None],
+        self,
+        run_id: str,
+        step_id: str,
+        change: Callable[[StepRecord], StepRecord | None],
         event: Event | None = None,
     ) -> StepRecord | None:
         """Apply change to one step atomically, as :meth:`update_run`."""
@@ -160,9 +170,14 @@ class RunStore:
         def change(run: RunRecord) -> RunRecord | None:
             if run.status.terminal:
                 return None
-            return run.model_copy(update={
-                "status": status, "finished_at": now, "error": error, "current_step": None,
-            })
+            return run.model_copy(
+                update={
+                    "status": status,
+                    "finished_at": now,
+                    "error": error,
+                    "current_step": None,
+                }
+            )
 
         event = {"type": "run.finished", "status": status.value, "error": error}
         ended = self.update_run(run_id, change, event) is not None
@@ -212,8 +227,13 @@ class RunStore:
         return runs[:limit]
 
     def _update(
-        self, run_id: str, key: str, field: str, model: type[R],
-        change: Callable[[R], R | None], event: Event | None,
+        self,
+        run_id: str,
+        key: str,
+        field: str,
+        model: type[R],
+        change: Callable[[R], R | None],
+        event: Event | None,
     ) -> R | None:
         def attempt(pipe: Any) -> R | None:
             raw = pipe.hget(key, field)

@@ -96,12 +96,14 @@ class StepType:
         return fn
 
 
-CMD = StepType("cmd", "command", CmdStep, "workers.executors.cmd:execute",
-               "an allow-listed command, sandboxed")
+CMD = StepType(
+    "cmd", "command", CmdStep, "workers.executors.cmd:execute", "an allow-listed command, sandboxed"
+)
 PROMPT = StepType("prompt", "agent", PromptStep, None, "one model call")
 AGENT = StepType("agent", "agent", AgentStep, None, "Claude Code headless on Bedrock")
-APPLY_DIFF = StepType("apply_diff", "diff", ApplyDiffStep, None,
-                      "apply a git diff behind an approval gate")
+APPLY_DIFF = StepType(
+    "apply_diff", "diff", ApplyDiffStep, None, "apply a git diff behind an approval gate"
+)
 BUILTIN_QUEUES = (POLICY_QUEUE, "agent", "command", "diff")
 
 

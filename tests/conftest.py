@@ -78,9 +78,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--databases", "16"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--databases",
+            "16",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server = RedisServer("127.0.0.1", port, proc)
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -113,18 +127,42 @@ class Workers:
     logdir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, pools: Sequence[str], *, concurrency: int = 2, impl: str = "prefork",
-              env: dict[str, str] | None = None, argv: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        pools: Sequence[str],
+        *,
+        concurrency: int = 2,
+        impl: str = "prefork",
+        env: dict[str, str] | None = None,
+        argv: Sequence[str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         name = "+".join(pools)
         log = open(self.logdir / f"worker-{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115
-        cmd = list(argv) if argv else [
-            sys.executable, "-m", "bcce", "worker", *(f"--pool={p}" for p in pools),
-            "--concurrency", str(concurrency), "--impl", impl, "--loglevel", "info",
-            "--hostname", f"{name}-{len(self.processes)}@%h",
-        ]
+        cmd = (
+            list(argv)
+            if argv
+            else [
+                sys.executable,
+                "-m",
+                "bcce",
+                "worker",
+                *(f"--pool={p}" for p in pools),
+                "--concurrency",
+                str(concurrency),
+                "--impl",
+                impl,
+                "--loglevel",
+                "info",
+                "--hostname",
+                f"{name}-{len(self.processes)}@%h",
+            ]
+        )
         proc = subprocess.Popen(
-            cmd, env=env or base_env(BCCE_BROKER_URL=self.broker_url),
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            cmd,
+            env=env or base_env(BCCE_BROKER_URL=self.broker_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         self.processes.append(proc)
         self.wait_consuming(pools)
@@ -161,7 +199,9 @@ class Workers:
 
 
 @pytest.fixture(scope="session")
-def workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+def workers(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
     """One policy-pool worker and one command-pool worker on database 0, for the session."""
     url = redis_server.url(0)
     redis.Redis.from_url(url).flushdb()
@@ -181,11 +221,16 @@ class Result:
     err: str
 
 
-def bcce(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-         timeout: float = 120) -> Result:
+def bcce(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> Result:
     """Run the bcce CLI in a subprocess, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bcce", *args], env=env or base_env(), cwd=cwd or ROOT,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "bcce", *args],
+        env=env or base_env(),
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

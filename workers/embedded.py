@@ -32,9 +32,15 @@ def embedded_workers(app: BcceCelery, pools: Sequence[str]) -> Iterator[list[str
         ready = threading.Event()
         name = f"{pool}@embedded-{os.getpid()}"
         worker = WorkController(
-            app=app, hostname=name, queues=[pool], pool="solo", concurrency=1,
+            app=app,
+            hostname=name,
+            queues=[pool],
+            pool="solo",
+            concurrency=1,
             loglevel=logging.getLogger("celery").getEffectiveLevel(),
-            without_heartbeat=True, without_mingle=True, without_gossip=True,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
             ready_callback=lambda _consumer, ready=ready: ready.set(),
         )
         thread = threading.Thread(target=worker.start, name=name, daemon=True)

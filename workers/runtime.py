@@ -21,8 +21,19 @@ if TYPE_CHECKING:
     from bcce.celery_app import BcceCelery
 
 # Worker variables a step inherits; everything else (AWS keys, tokens, BCCE_*) is dropped.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
-                 "LOGNAME", "SHELL", "TERM")
+INHERITED_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+)
 WORKFLOW_CACHE = 256
 
 
@@ -94,12 +105,13 @@ def step_env(
     env = {k: source[k] for k in INHERITED_ENV if k in source}
     env.setdefault("PATH", os.defpath)
     env.update(workflow.env.variables())
-    env.update({
-        "BCCE_RUN_ID": run.id,
-        "BCCE_STEP_ID": step_id,
-        "BCCE_RUN_DIR": run.run_dir,
-        "BCCE_STEP_DIR": str(step_dir),
-        "BCCE_WORKSPACE": run.workspace,
-    })
+    env.update(
+        {
+            "BCCE_RUN_ID": run.id,
+            "BCCE_STEP_ID": step_id,
+            "BCCE_RUN_DIR": run.run_dir,
+            "BCCE_STEP_DIR": str(step_dir),
+            "BCCE_WORKSPACE": run.workspace,
+        }
+    )
     return env
-

@@ -45,8 +45,13 @@ def register(app: BcceCelery) -> None:
 
     app.task(name=POLICY_TASK, bind=True, shared=False, throws=(StepDenied,))(policy_check)
     for kind in app.step_types.values():
-        app.task(name=kind.task_name, bind=True, shared=False, throws=(StepDenied, StepFailed),
-                 max_retries=None)(step)
+        app.task(
+            name=kind.task_name,
+            bind=True,
+            shared=False,
+            throws=(StepDenied, StepFailed),
+            max_retries=None,
+        )(step)
 
 
 def check(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str, Any]:
@@ -55,25 +60,38 @@ def check(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str, A
     run = rt.store.run(run_id)
     workflow = rt.workflow(run_id)
     decision = policy.decide(
-        workflow, workflow.step(step_id), rt.limits,
-        run_active=not run.status.terminal, elapsed_seconds=rt.elapsed(run),
+        workflow,
+        workflow.step(step_id),
+        rt.limits,
+        run_active=not run.status.terminal,
+        elapsed_seconds=rt.elapsed(run),
     )
     rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
 
     def record(step: StepRecord) -> StepRecord:
-        status = step.status if step.status == StepStatus.SUCCEEDED else (
-            StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED)
+        status = (
+            step.status
+            if step.status == StepStatus.SUCCEEDED
+            else (StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED)
+        )
         return step.model_copy(update={"decision": decision.to_json(), "status": status})
 
     kind = "step.allowed" if decision.allowed else "step.denied"
-    rt.store.update_step(run_id, step_id, record, {
-        "type": kind, "step": step_id, "rule": decision.rule, "reason": decision.reason,
-    })
+    rt.store.update_step(
+        run_id,
+        step_id,
+        record,
+        {
+            "type": kind,
+            "step": step_id,
+            "rule": decision.rule,
+            "reason": decision.reason,
+        },
+    )
     if run.status == RunStatus.QUEUED:
         rt.store.update_run(run_id, _started, {"type": "run.started"})
     if not decision.allowed:
-        log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule,
-                 decision.reason)
+        log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
         if not run.status.terminal:
             status = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
             rt.store.finish(run_id, status, f"step {step_id} denied: {decision.reason}")
@@ -98,9 +116,15 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     current = rt.store.step(run_id, step_id)
     if current.status == StepStatus.SUCCEEDED or current.continued:
         # A redelivery (worker lost after the step finished): never run a step twice.
-        rt.store.update_step(run_id, step_id, _redelivered, {
-            "type": "step.redelivered", "step": step_id,
-        })
+        rt.store.update_step(
+            run_id,
+            step_id,
+            _redelivered,
+            {
+                "type": "step.redelivered",
+                "step": step_id,
+            },
+        )
         log.warning("run %s step %s already finished; redelivery ignored", run_id, step_id)
         return {**done, "status": current.status.value, "redelivered": True}
     if run.status.terminal:
@@ -117,18 +141,34 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     attempt = current.attempts + 1
     started = time.time()
     worker = str(task.request.hostname or "")
-    rt.store.update_step(run_id, step_id, lambda s: s.model_copy(update={
-        "status": StepStatus.RUNNING, "attempts": attempt, "started_at": started,
-        "finished_at": None, "exit_code": None, "error": None, "worker": worker,
-    }), {"type": "step.started", "step": step_id, "attempt": attempt, "worker": worker})
+    rt.store.update_step(
+        run_id,
+        step_id,
+        lambda s: s.model_copy(
+            update={
+                "status": StepStatus.RUNNING,
+                "attempts": attempt,
+                "started_at": started,
+                "finished_at": None,
+                "exit_code": None,
+                "error": None,
+                "worker": worker,
+            }
+        ),
+        {"type": "step.started", "step": step_id, "attempt": attempt, "worker": worker},
+    )
     rt.store.update_run(run_id, lambda r: r.model_copy(update={"current_step": step_id}))
     log.info("run %s step %s attempt %d started on %s", run_id, step_id, attempt, worker)
 
     artifacts = rt.artifacts(run)
     step_dir = artifacts.step_dir(step_id)
     ctx = StepContext(
-        run_id=run_id, step=step, attempt=attempt, timeout_seconds=decision.timeout_seconds,
-        workspace=Path(run.workspace), step_dir=step_dir,
+        run_id=run_id,
+        step=step,
+        attempt=attempt,
+        timeout_seconds=decision.timeout_seconds,
+        workspace=Path(run.workspace),
+        step_dir=step_dir,
         env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
         output_cap_bytes=rt.output_cap_bytes,
         read_output=lambda sid: (Path(run.run_dir) / sid / "output.txt").read_text("utf-8"),
@@ -141,38 +181,71 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         outcome = StepOutcome(ok=False, error=f"executor raised {type(exc).__name__}: {exc}")
     finished = time.time()
     duration = finished - started
-    artifacts.write_json(step_id, "metrics.json", {
-        "attempt": attempt, "duration_seconds": round(duration, 6), "worker": worker,
-        "ok": outcome.ok, **outcome.metrics,
-    })
+    artifacts.write_json(
+        step_id,
+        "metrics.json",
+        {
+            "attempt": attempt,
+            "duration_seconds": round(duration, 6),
+            "worker": worker,
+            "ok": outcome.ok,
+            **outcome.metrics,
+        },
+    )
 
-    status = StepStatus.SUCCEEDED if outcome.ok else (
-        StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED)
+    status = (
+        StepStatus.SUCCEEDED
+        if outcome.ok
+        else (StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED)
+    )
     last = workflow.steps[-1].id == step_id
     will_retry = not outcome.ok and attempt < step.max_attempts
     continued = not outcome.ok and not will_retry and step.on_error == "continue"
     recorded = StepStatus.RETRYING if will_retry else status
-    rt.store.update_step(run_id, step_id, lambda s: s.model_copy(update={
-        "status": recorded, "exit_code": outcome.exit_code, "finished_at": finished,
-        "duration_seconds": duration, "error": outcome.error, "continued": continued,
-    }), {"type": "step.retrying" if will_retry else "step.finished", "step": step_id,
-         "status": status.value, "exit_code": outcome.exit_code, "error": outcome.error,
-         "duration_seconds": round(duration, 3), "attempt": attempt, "continued": continued})
-    log.info("run %s step %s attempt %d %s in %.3fs", run_id, step_id, attempt,
-             status.value, duration)
+    rt.store.update_step(
+        run_id,
+        step_id,
+        lambda s: s.model_copy(
+            update={
+                "status": recorded,
+                "exit_code": outcome.exit_code,
+                "finished_at": finished,
+                "duration_seconds": duration,
+                "error": outcome.error,
+                "continued": continued,
+            }
+        ),
+        {
+            "type": "step.retrying" if will_retry else "step.finished",
+            "step": step_id,
+            "status": status.value,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "duration_seconds": round(duration, 3),
+            "attempt": attempt,
+            "continued": continued,
+        },
+    )
+    log.info(
+        "run %s step %s attempt %d %s in %.3fs", run_id, step_id, attempt, status.value, duration
+    )
 
     if will_retry:
         countdown = min(MAX_BACKOFF_SECONDS, 2 ** (attempt - 1))
         rt.mirror(run_id)
-        raise task.retry(countdown=countdown, max_retries=step.max_attempts,
-                         exc=StepFailed(f"{run_id} {step_id}: {outcome.error}"))
+        raise task.retry(
+            countdown=countdown,
+            max_retries=step.max_attempts,
+            exc=StepFailed(f"{run_id} {step_id}: {outcome.error}"),
+        )
     if outcome.ok or continued:
         if last:
             rt.store.finish(run_id, RunStatus.SUCCEEDED)
         rt.mirror(run_id)
         return {**done, "status": status.value, "exit_code": outcome.exit_code}
-    run_status = (RunStatus.TIMED_OUT if outcome.timed_out and decision.deadline_bound
-                  else RunStatus.FAILED)
+    run_status = (
+        RunStatus.TIMED_OUT if outcome.timed_out and decision.deadline_bound else RunStatus.FAILED
+    )
     rt.store.finish(run_id, run_status, f"step {step_id} {status.value}: {outcome.error}")
     rt.mirror(run_id)
     raise StepFailed(f"{run_id} {step_id}: {outcome.error}")

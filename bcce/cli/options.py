@@ -16,7 +16,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def broker_option(fn: F) -> F:
     """``--broker URL``: overrides BCCE_BROKER_URL for this call."""
     decorated: F = click.option(
-        "--broker", metavar="URL", default=None,
+        "--broker",
+        metavar="URL",
+        default=None,
         help="Broker and run-store URL (redis:// or rediss://); default BCCE_BROKER_URL, "
         "or embedded mode when unset.",
     )(fn)

@@ -14,8 +14,14 @@ from bcce.compiler import Plan
 from bcce.records import RunRecord, StepRecord
 
 STATUS_STYLE = {
-    "succeeded": "green", "failed": "red", "timed_out": "red", "denied": "magenta",
-    "cancelled": "yellow", "retrying": "yellow", "running": "cyan", "allowed": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "denied": "magenta",
+    "cancelled": "yellow",
+    "retrying": "yellow",
+    "running": "cyan",
+    "allowed": "cyan",
 }
 
 
@@ -53,8 +59,10 @@ class Reporter:
             return
         kind, step = event.get("type"), escape(str(event.get("step", "")))
         if kind == "step.started":
-            self.line(f"  [cyan]{step}[/] started (attempt {event.get('attempt')}, "
-                      f"{escape(str(event.get('worker', '')))})")
+            self.line(
+                f"  [cyan]{step}[/] started (attempt {event.get('attempt')}, "
+                f"{escape(str(event.get('worker', '')))})"
+            )
         elif kind in ("step.finished", "step.retrying"):
             status = str(event.get("status"))
             tail = f" (exit {event['exit_code']})" if event.get("exit_code") is not None else ""
@@ -64,11 +72,15 @@ class Reporter:
                 then = ", will retry"
             elif event.get("continued"):
                 then = ", continuing (on_error: continue)"
-            self.line(f"  [{_style(status)}]{step} {status}[/] in "
-                      f"{event.get('duration_seconds')}s{tail}{error}{then}")
+            self.line(
+                f"  [{_style(status)}]{step} {status}[/] in "
+                f"{event.get('duration_seconds')}s{tail}{error}{then}"
+            )
         elif kind == "step.denied":
-            self.line(f"  [magenta]{step} denied[/] by {event.get('rule')}: "
-                      f"{escape(str(event.get('reason')))}")
+            self.line(
+                f"  [magenta]{step} denied[/] by {event.get('rule')}: "
+                f"{escape(str(event.get('reason')))}"
+            )
         elif kind == "step.redelivered":
             self.line(f"  {step} redelivered after it finished; not run again")
 
@@ -80,8 +92,9 @@ class Reporter:
         status = run.status.value
         took = f" in {summary['duration_seconds']}s" if summary["duration_seconds"] else ""
         error = f": {escape(run.error)}" if run.error else ""
-        self.line(f"run {run.id} [{_style(status)}]{status}[/]{took}{error} "
-                  f"(exit {summary['exit_code']})")
+        self.line(
+            f"run {run.id} [{_style(status)}]{status}[/]{took}{error} (exit {summary['exit_code']})"
+        )
 
     def plan(self, plan: Plan) -> None:
         """``--dry-run``: the compiled plan."""
@@ -93,29 +106,43 @@ class Reporter:
             table.add_column(column)
         for s in plan.steps:
             allow = s.effective.cmd_allowlist
-            table.add_row(s.id, s.type, s.task, s.queue, f"{s.effective.timeout_seconds}s",
-                          "any" if allow is None else ", ".join(allow) or "(none)",
-                          "yes" if s.runnable else "not in this version")
+            table.add_row(
+                s.id,
+                s.type,
+                s.task,
+                s.queue,
+                f"{s.effective.timeout_seconds}s",
+                "any" if allow is None else ", ".join(allow) or "(none)",
+                "yes" if s.runnable else "not in this version",
+            )
         self.console.print(table)
-        self.line(f"each step is gated by bcce.policy.check on queue 'policy'; "
-                  f"queues needed: {', '.join(plan.queues)}")
+        self.line(
+            f"each step is gated by bcce.policy.check on queue 'policy'; "
+            f"queues needed: {', '.join(plan.queues)}"
+        )
 
     def status(self, run: RunRecord, steps: list[StepRecord], summary: dict[str, Any]) -> None:
         """``bcce workflow status``."""
         if self.as_json:
             self.json(summary)
             return
-        self.line(f"run [bold]{run.id}[/] {escape(run.workflow)}: "
-                  f"[{_style(run.status.value)}]{run.status.value}[/]"
-                  + (f" ({escape(run.error)})" if run.error else ""))
+        self.line(
+            f"run [bold]{run.id}[/] {escape(run.workflow)}: "
+            f"[{_style(run.status.value)}]{run.status.value}[/]"
+            + (f" ({escape(run.error)})" if run.error else "")
+        )
         table = Table()
         for column in ("step", "type", "queue", "status", "attempts", "exit", "seconds", "error"):
             table.add_column(column)
         for s in steps:
             table.add_row(
-                s.id, s.type, s.queue, f"[{_style(s.status.value)}]{s.status.value}[/]"
+                s.id,
+                s.type,
+                s.queue,
+                f"[{_style(s.status.value)}]{s.status.value}[/]"
                 + (" (continued)" if s.continued else ""),
-                str(s.attempts), "" if s.exit_code is None else str(s.exit_code),
+                str(s.attempts),
+                "" if s.exit_code is None else str(s.exit_code),
                 "" if s.duration_seconds is None else f"{s.duration_seconds:.2f}",
                 escape(s.error or ""),
             )

@@ -15,8 +15,11 @@ from bcce.steptypes import (
     registry,
 )
 
-GROUPS = {STEP_TYPES_GROUP: "step type", ARTIFACT_STORES_GROUP: "artifact store",
-          EVENT_SINKS_GROUP: "event sink"}
+GROUPS = {
+    STEP_TYPES_GROUP: "step type",
+    ARTIFACT_STORES_GROUP: "artifact store",
+    EVENT_SINKS_GROUP: "event sink",
+}
 
 
 @click.group("plugin")
@@ -35,8 +38,12 @@ def list_plugins(as_json: bool) -> None:
             row = {"kind": kind, **asdict(item)}
             step = types.get(item.name) if group_name == STEP_TYPES_GROUP else None
             if step is not None:
-                row.update(queue=step.queue, task=step.task_name,
-                           runnable=step.executor is not None, description=step.description)
+                row.update(
+                    queue=step.queue,
+                    task=step.task_name,
+                    runnable=step.executor is not None,
+                    description=step.description,
+                )
             rows.append(row)
     if as_json:
         for row in rows:
@@ -49,6 +56,12 @@ def list_plugins(as_json: bool) -> None:
     for column in ("kind", "name", "queue", "task", "package", "version"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row.get("queue", ""), row.get("task", ""),
-                      row["package"], row["version"])
+        table.add_row(
+            row["kind"],
+            row["name"],
+            row.get("queue", ""),
+            row.get("task", ""),
+            row["package"],
+            row["version"],
+        )
     Console().print(table)

@@ -13,40 +13,79 @@ SHORT_POOL_PREFETCH = 4
 
 
 @click.command("worker")
-@click.option("--pool", "pools", multiple=True, required=True, metavar="NAME",
-              help="Pool (queue) to consume: policy, agent, command, diff or a plugin's; "
-              "repeatable.")
-@click.option("--concurrency", "-c", type=click.IntRange(1, 512), default=None,
-              help="Child processes (default: number of CPUs).")
-@click.option("--loglevel", "-l", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error", "critical"],
-                                case_sensitive=False))
-@click.option("--hostname", "-n", default=None,
-              help="Node name (default: <pools>@<host>, as Flower shows it).")
-@click.option("--impl", type=click.Choice(["prefork", "threads", "solo"]), default="prefork",
-              show_default=True, help="Celery execution pool.")
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="Pool (queue) to consume: policy, agent, command, diff or a plugin's; repeatable.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Child processes (default: number of CPUs).",
+)
+@click.option(
+    "--loglevel",
+    "-l",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+)
+@click.option(
+    "--hostname",
+    "-n",
+    default=None,
+    help="Node name (default: <pools>@<host>, as Flower shows it).",
+)
+@click.option(
+    "--impl",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+    help="Celery execution pool.",
+)
 @broker_option
 def command(
-    pools: tuple[str, ...], concurrency: int | None, loglevel: str, hostname: str | None,
-    impl: str, broker: str | None,
+    pools: tuple[str, ...],
+    concurrency: int | None,
+    loglevel: str,
+    hostname: str | None,
+    impl: str,
+    broker: str | None,
 ) -> None:
     """Start a worker for the given pools (needs BCCE_BROKER_URL or --broker)."""
     settings = settings_for(broker)
     if settings.embedded:
-        raise UsageError("bcce worker needs a broker: set BCCE_BROKER_URL or pass --broker "
-                         "redis://HOST:6379/0 (embedded runs start their own workers)")
+        raise UsageError(
+            "bcce worker needs a broker: set BCCE_BROKER_URL or pass --broker "
+            "redis://HOST:6379/0 (embedded runs start their own workers)"
+        )
     types = registry()
     known = queues(types)
     for pool in pools:
         if pool not in known:
-            raise UsageError(f"unknown pool {pool!r}{did_you_mean(pool, known)}; "
-                             f"pools: {', '.join(known)}")
+            raise UsageError(
+                f"unknown pool {pool!r}{did_you_mean(pool, known)}; pools: {', '.join(known)}"
+            )
     selected = list(dict.fromkeys(pools))
     prefetch = SHORT_POOL_PREFETCH if selected == [POLICY_QUEUE] else 1
     argv = [
-        "worker", "--queues", ",".join(selected), "--loglevel", loglevel.upper(),
-        "--hostname", hostname or f"{'+'.join(selected)}@%h",
-        "--prefetch-multiplier", str(prefetch), "--task-events", "--pool", impl,
+        "worker",
+        "--queues",
+        ",".join(selected),
+        "--loglevel",
+        loglevel.upper(),
+        "--hostname",
+        hostname or f"{'+'.join(selected)}@%h",
+        "--prefetch-multiplier",
+        str(prefetch),
+        "--task-events",
+        "--pool",
+        impl,
     ]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from bcce import policy
+from bcce.artifacts import LocalArtifactStore
 from bcce.cli.options import broker_option, parse_vars, settings_for
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
-from bcce.artifacts import LocalArtifactStore
 from bcce.settings import Settings
 from bcce.state import RunStore
 
@@ -33,8 +33,13 @@ def _limits(settings: Settings) -> policy.Limits:
 
 @group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=FILE)
-@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-              help="Set a ${KEY} substitution variable (repeatable).")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a ${KEY} substitution variable (repeatable).",
+)
 def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     """Check workflow files and report every problem at once (exit 2 if any)."""
     from bcce.errors import WorkflowError
@@ -45,8 +50,12 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     problems: list[str] = []
     for path in files:
         try:
-            workflow = load_workflow(path, registry(), variables=parse_vars(variables),
-                                     max_bytes=settings.max_workflow_bytes)
+            workflow = load_workflow(
+                path,
+                registry(),
+                variables=parse_vars(variables),
+                max_bytes=settings.max_workflow_bytes,
+            )
         except WorkflowError as exc:
             problems += exc.problems
             continue
@@ -57,22 +66,51 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
 
 @group.command("run")
 @click.argument("file", type=FILE)
-@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-              help="Set a ${KEY} substitution variable (repeatable).")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Follow the run and exit with its code, or print the run id and exit 0.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a ${KEY} substitution variable (repeatable).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Follow the run and exit with its code, or print the run id and exit 0.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and print the compiled plan only.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
-@click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=Path("."), show_default=True, help="Directory the steps run in.")
-@click.option("--no-worker-check", is_flag=True,
-              help="Enqueue without checking that a live worker consumes every queue.")
-@click.option("--timeout", type=float, default=None, metavar="SECONDS",
-              help="Stop waiting after this long (exit 7; the run goes on).")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory the steps run in.",
+)
+@click.option(
+    "--no-worker-check",
+    is_flag=True,
+    help="Enqueue without checking that a live worker consumes every queue.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop waiting after this long (exit 7; the run goes on).",
+)
 @broker_option
 def run(
-    file: Path, variables: tuple[str, ...], wait: bool, dry_run: bool, as_json: bool,
-    workspace: Path, no_worker_check: bool, timeout: float | None, broker: str | None,
+    file: Path,
+    variables: tuple[str, ...],
+    wait: bool,
+    dry_run: bool,
+    as_json: bool,
+    workspace: Path,
+    no_worker_check: bool,
+    timeout: float | None,
+    broker: str | None,
 ) -> None:
     """Compile FILE into a Celery chain and run it."""
     from bcce.compiler import compile_plan
@@ -82,16 +120,23 @@ def run(
     settings = settings_for(broker)
     types = registry()
     run_id = new_run_id()
-    workflow = load_workflow(file, types, variables=parse_vars(variables), run_id=run_id,
-                             max_bytes=settings.max_workflow_bytes)
+    workflow = load_workflow(
+        file,
+        types,
+        variables=parse_vars(variables),
+        run_id=run_id,
+        max_bytes=settings.max_workflow_bytes,
+    )
     plan = compile_plan(workflow, types, _limits(settings), run_id)
     reporter = Reporter(as_json)
     if dry_run:
         reporter.plan(plan)
         return
     if settings.embedded and not wait:
-        raise UsageError("--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
-                         "run lives only as long as this process")
+        raise UsageError(
+            "--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
+            "run lives only as long as this process"
+        )
 
     from bcce.celery_app import make_app
     from bcce.runs import check_workers, follow, run_dir_for, submit, summary
@@ -102,14 +147,21 @@ def run(
     app = make_app(settings, types)
 
     def go() -> RunRecord:
-        record = submit(app, store, workflow, plan, workspace,
-                        run_dir_for(workflow, settings, workspace, run_id))
+        record = submit(
+            app,
+            store,
+            workflow,
+            plan,
+            workspace,
+            run_dir_for(workflow, settings, workspace, run_id),
+        )
         if not wait:
             click.echo(record.id)
             return record
         reporter.submitted(record, "embedded" if settings.embedded else "distributed")
-        return follow(store, run_id, reporter.event, poll_seconds=settings.wait_poll_seconds,
-                      timeout=timeout)
+        return follow(
+            store, run_id, reporter.event, poll_seconds=settings.wait_poll_seconds, timeout=timeout
+        )
 
     if settings.embedded:
         from workers.app import build
@@ -149,8 +201,13 @@ def status(run_id: str, as_json: bool, broker: str | None) -> None:
 
 
 @group.command("list")
-@click.option("--status", "status_filter", type=click.Choice([s.value for s in RunStatus]),
-              default=None, help="Only runs in this status.")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice([s.value for s in RunStatus]),
+    default=None,
+    help="Only runs in this status.",
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one run each.")
 @broker_option
@@ -175,8 +232,14 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
     for column in ("run", "workflow", "status", "steps", "current step", "error"):
         table.add_column(column)
     for r in runs:
-        table.add_row(r.id, r.workflow, r.status.value, str(len(r.step_ids)),
-                      r.current_step or "", r.error or "")
+        table.add_row(
+            r.id,
+            r.workflow,
+            r.status.value,
+            str(len(r.step_ids)),
+            r.current_step or "",
+            r.error or "",
+        )
     reporter.console.print(table)
 
 
@@ -196,8 +259,10 @@ def _load(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]
     if settings.embedded:
         path = settings.runs_dir / run_id / "run-state.json"
         if not path.is_file():
-            raise NotFound(f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
-                           "kept only on disk; pass --broker for a distributed run)")
+            raise NotFound(
+                f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
+                "kept only on disk; pass --broker for a distributed run)"
+            )
         return _from_state(json.loads(path.read_text("utf-8")))
     store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
     store.ping(settings.effective_state_url)
@@ -219,4 +284,3 @@ def _runs_on_disk(settings: Settings, limit: int, wanted: RunStatus | None) -> l
         if len(runs) >= limit:
             break
     return runs
-

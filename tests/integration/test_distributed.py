@@ -23,13 +23,15 @@ def write(tmp_path: Path, text: str, name: str = "wf.yml") -> Path:
 
 def run(workers: Workers, tmp_path: Path, wf: Path, *extra: str):  # type: ignore[no-untyped-def]
     env = base_env(BCCE_BROKER_URL=workers.broker_url)
-    return bcce("workflow", "run", str(wf), "--workspace", str(tmp_path), *extra,
-                env=env, cwd=tmp_path)
+    return bcce(
+        "workflow", "run", str(wf), "--workspace", str(tmp_path), *extra, env=env, cwd=tmp_path
+    )
 
 
 def status(workers: Workers, run_id: str) -> dict:  # type: ignore[type-arg]
-    result = bcce("workflow", "status", run_id, "--json",
-                  env=base_env(BCCE_BROKER_URL=workers.broker_url))
+    result = bcce(
+        "workflow", "status", run_id, "--json", env=base_env(BCCE_BROKER_URL=workers.broker_url)
+    )
     return json.loads(result.out)
 
 
@@ -54,8 +56,12 @@ def test_the_hello_example_runs_on_worker_processes_and_passes_output_on(
         assert (run_dir / "greet" / name).is_file(), name
     state = json.loads((run_dir / "run-state.json").read_text())
     assert state["status"] == "succeeded"
-    assert [s["status"] for s in state["steps"]] == ["succeeded", "failed", "succeeded",
-                                                      "succeeded"]
+    assert [s["status"] for s in state["steps"]] == [
+        "succeeded",
+        "failed",
+        "succeeded",
+        "succeeded",
+    ]
     # the same steps ran on the worker processes, not in the CLI
     metrics = json.loads((run_dir / "greet" / "metrics.json").read_text())
     assert metrics["worker"].startswith("command-")
@@ -64,7 +70,9 @@ def test_the_hello_example_runs_on_worker_processes_and_passes_output_on(
 def test_a_failing_step_stops_the_run_with_exit_1_and_later_steps_never_run(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: fails
         steps:
@@ -74,7 +82,8 @@ def test_a_failing_step_stops_the_run_with_exit_1_and_later_steps_never_run(
           - id: after
             type: cmd
             command: touch after-ran
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf)
     assert result.code == 1, result.out + result.err
     assert "boom failed" in result.out
@@ -90,7 +99,9 @@ def test_a_failing_step_stops_the_run_with_exit_1_and_later_steps_never_run(
 def test_a_command_outside_the_allowlist_is_denied_with_exit_3_before_it_runs(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: denied
         steps:
@@ -99,7 +110,8 @@ def test_a_command_outside_the_allowlist_is_denied_with_exit_3_before_it_runs(
             command: touch pwned
             policy:
               cmd_allowlist: [echo, "git status"]
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf, "--json")
     assert result.code == 3
     summary = summary_of(result.out)
@@ -113,7 +125,9 @@ def test_a_command_outside_the_allowlist_is_denied_with_exit_3_before_it_runs(
 def test_on_error_retry_runs_the_step_again_until_it_succeeds(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: flaky
         steps:
@@ -123,7 +137,8 @@ def test_on_error_retry_runs_the_step_again_until_it_succeeds(
             command: echo x >> tries; test $(wc -l < tries) -ge 2
             on_error: retry
             retries: 3
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf, "--json")
     assert result.code == 0, result.out + result.err
     step = summary_of(result.out)["steps"][0]
@@ -134,7 +149,9 @@ def test_on_error_retry_runs_the_step_again_until_it_succeeds(
 def test_a_step_over_its_timeout_is_killed_with_its_children_and_fails(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: slow
         steps:
@@ -144,7 +161,8 @@ def test_a_step_over_its_timeout_is_killed_with_its_children_and_fails(
             command: sleep 60 & echo $! > child.pid; wait
             policy:
               timeout_seconds: 1
-    """)
+    """,
+    )
     started = time.monotonic()
     result = run(workers, tmp_path, wf, "--json")
     assert result.code == 1
@@ -153,13 +171,18 @@ def test_a_step_over_its_timeout_is_killed_with_its_children_and_fails(
     assert step["status"] == "timed_out"
     assert "timed out after 1s" in step["error"]
     child = int((tmp_path / "child.pid").read_text())
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{child}").exists()
+        or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    )
 
 
 def test_the_run_deadline_ends_a_run_that_overruns_with_exit_7(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: overrun
         env:
@@ -168,7 +191,8 @@ def test_the_run_deadline_ends_a_run_that_overruns_with_exit_7(
           - id: long
             type: cmd
             command: sleep 30
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf, "--json")
     assert result.code == 7
     summary = summary_of(result.out)
@@ -179,14 +203,17 @@ def test_the_run_deadline_ends_a_run_that_overruns_with_exit_7(
 def test_no_wait_prints_the_run_id_and_status_and_list_find_it(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: background
         steps:
           - id: one
             type: cmd
             command: echo ${WHO}
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf, "--no-wait", "--var", "WHO=ci")
     assert result.code == 0, result.err
     run_id = result.out.strip()
@@ -195,8 +222,7 @@ def test_no_wait_prints_the_run_id_and_status_and_list_find_it(
     data = status(workers, run_id)
     assert (Path(data["run_dir"]) / "one" / "output.txt").read_text() == "ci\n"
     env = base_env(BCCE_BROKER_URL=workers.broker_url)
-    listed = bcce("workflow", "list", "--status", "succeeded", "--json", "--limit", "1000",
-                  env=env)
+    listed = bcce("workflow", "list", "--status", "succeeded", "--json", "--limit", "1000", env=env)
     assert run_id in {json.loads(line)["id"] for line in listed.out.splitlines()}
     failed = bcce("workflow", "list", "--status", "failed", "--json", "--limit", "1000", env=env)
     assert run_id not in failed.out
@@ -205,7 +231,9 @@ def test_no_wait_prints_the_run_id_and_status_and_list_find_it(
 def test_a_redelivered_step_that_already_succeeded_is_not_run_again(
     workers: Workers, tmp_path: Path
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: once
         steps:
@@ -213,7 +241,8 @@ def test_a_redelivered_step_that_already_succeeded_is_not_run_again(
             type: cmd
             shell: true
             command: echo ran >> side-effect
-    """)
+    """,
+    )
     result = run(workers, tmp_path, wf, "--json")
     assert result.code == 0
     run_id = summary_of(result.out)["run_id"]
@@ -223,8 +252,13 @@ def test_a_redelivered_step_that_already_succeeded_is_not_run_again(
 
     app = make_app(Settings(broker_url=workers.broker_url), registry())
     app.send_task("bcce.step.cmd", args=(run_id, "append"), queue="command")
-    wait_for(lambda: status(workers, run_id)["steps"][0].get("attempts") == 1
-             and _redeliveries(workers, run_id) == 1, what="the redelivery to be seen")
+    wait_for(
+        lambda: (
+            status(workers, run_id)["steps"][0].get("attempts") == 1
+            and _redeliveries(workers, run_id) == 1
+        ),
+        what="the redelivery to be seen",
+    )
     assert (tmp_path / "side-effect").read_text() == "ran\n"
 
 
@@ -235,16 +269,20 @@ def _redeliveries(workers: Workers, run_id: str) -> int:
 
 
 def test_run_exits_7_naming_the_pool_when_no_worker_consumes_it(
-    redis_server, tmp_path: Path  # type: ignore[no-untyped-def]
+    redis_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    wf = write(tmp_path, """
+    wf = write(
+        tmp_path,
+        """
         version: 1
         workflow: lonely
         steps:
           - id: one
             type: cmd
             command: "true"
-    """)
+    """,
+    )
     env = base_env(BCCE_BROKER_URL=redis_server.url(5))
     result = bcce("workflow", "run", str(wf), env=env, cwd=tmp_path)
     assert result.code == 7
@@ -265,7 +303,8 @@ def test_a_dead_broker_fails_fast_with_exit_7_and_one_line(tmp_path: Path) -> No
 
 
 def test_celerys_own_worker_command_serves_bcce_queues(
-    redis_server, tmp_path: Path  # type: ignore[no-untyped-def]
+    redis_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     import sys
 
@@ -273,12 +312,35 @@ def test_celerys_own_worker_command_serves_bcce_queues(
     pool = Workers(url, tmp_path)
     env = base_env(BCCE_BROKER_URL=url)
     try:
-        pool.start(["policy", "command"], env=env, argv=[
-            sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-            "-Q", "policy,command", "-c", "1", "--loglevel", "info", "-n", "celery-cli@%h",
-        ])
-        result = bcce("workflow", "run", str(EXAMPLES / "hello.yml"), "--workspace",
-                      str(tmp_path), env=env, cwd=tmp_path)
+        pool.start(
+            ["policy", "command"],
+            env=env,
+            argv=[
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.app",
+                "worker",
+                "-Q",
+                "policy,command",
+                "-c",
+                "1",
+                "--loglevel",
+                "info",
+                "-n",
+                "celery-cli@%h",
+            ],
+        )
+        result = bcce(
+            "workflow",
+            "run",
+            str(EXAMPLES / "hello.yml"),
+            "--workspace",
+            str(tmp_path),
+            env=env,
+            cwd=tmp_path,
+        )
         assert result.code == 0, result.out + result.err
     finally:
         pool.stop()

@@ -251,7 +251,9 @@ def test_python_tags_are_never_constructed() -> None:
 def test_sets_binary_and_custom_tags_are_all_reported_together() -> None:
     problems = problems_of("a: !!set {x}\nb: !!binary aGk=\nc: !env HOME\n")
     assert [p.split(" unsupported YAML tag ")[1].split(":")[0] for p in problems] == [
-        "!!set", "!!binary", "!env"
+        "!!set",
+        "!!binary",
+        "!env",
     ]
 
 

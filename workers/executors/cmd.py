@@ -25,8 +25,13 @@ def execute(ctx: StepContext) -> StepOutcome:
     stdout, stderr = ctx.step_dir / "stdout.txt", ctx.step_dir / "stderr.txt"
     try:
         result = run_command(
-            argv, cwd=ctx.workspace, env=ctx.env, timeout_seconds=ctx.timeout_seconds,
-            stdout_path=stdout, stderr_path=stderr, output_cap_bytes=ctx.output_cap_bytes,
+            argv,
+            cwd=ctx.workspace,
+            env=ctx.env,
+            timeout_seconds=ctx.timeout_seconds,
+            stdout_path=stdout,
+            stderr_path=stderr,
+            output_cap_bytes=ctx.output_cap_bytes,
         )
     except CommandError as exc:
         return _failed(ctx, str(exc))
@@ -48,8 +53,13 @@ def execute(ctx: StepContext) -> StepOutcome:
         error = f"exited with code {result.exit_code}"
     else:
         error = None
-    return StepOutcome(ok=result.ok, exit_code=result.exit_code, error=error,
-                       timed_out=result.timed_out, metrics=metrics)
+    return StepOutcome(
+        ok=result.ok,
+        exit_code=result.exit_code,
+        error=error,
+        timed_out=result.timed_out,
+        metrics=metrics,
+    )
 
 
 def _expand(text: str, ctx: StepContext, quote: bool) -> str:
