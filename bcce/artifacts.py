@@ -31,9 +31,10 @@ class LocalArtifactStore:
         return path
 
     def write_json(self, step_id: str, name: str, data: Any) -> Path:
-        """Write one JSON artifact of a step atomically."""
-        path = self.step_dir(step_id) / name
-        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        """Write one JSON artifact of a step (written by one task at a time)."""
+        path = self.run_dir / step_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
 
     def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:

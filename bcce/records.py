@@ -101,7 +101,6 @@ class RunRecord(Record):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
-    current_step: str | None = None
     workspace: str
     run_dir: str
     step_ids: list[str]

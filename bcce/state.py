@@ -140,9 +140,45 @@ class RunStore:
 
     def steps(self, run_id: str) -> list[StepRecord]:
         """All step records of a run, in workflow order."""
-        order = self.run(run_id).step_ids
-        raw = self.client.hgetall(steps_key(run_id))
-        return [StepRecord.model_validate_json(raw[s]) for s in order if s in raw]
+        return self.run_with_steps(run_id)[1]
+
+    def run_with_steps(self, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
+        """The run's record and its steps in workflow order, read in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(run_key(run_id), "record")
+            pipe.hgetall(steps_key(run_id))
+            raw_run, raw_steps = pipe.execute()
+        if raw_run is None:
+            raise NotFound(f"no run {run_id!r} in the run store (it may have expired)")
+        run = RunRecord.model_validate_json(raw_run)
+        steps = [
+            StepRecord.model_validate_json(raw_steps[s]) for s in run.step_ids if s in raw_steps
+        ]
+        return run, steps
+
+    def step_of_run(self, run_id: str, step_id: str) -> tuple[RunRecord, StepRecord]:
+        """The run's record and one step's, read in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(run_key(run_id), "record")
+            pipe.hget(steps_key(run_id), step_id)
+            raw_run, raw_step = pipe.execute()
+        if raw_run is None:
+            raise NotFound(f"no run {run_id!r} in the run store (it may have expired)")
+        if raw_step is None:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        return RunRecord.model_validate_json(raw_run), StepRecord.model_validate_json(raw_step)
+
+    def put_step(self, run_id: str, step: StepRecord, event: Event | None = None) -> None:
+        """Store a step record (and its event) in one round trip.
+
+        For the task that owns the step: the chain runs one task per step at a time, so the
+        record it read is current. Others use :meth:`update_step`.
+        """
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(steps_key(run_id), step.id, step.model_dump_json())
+            if event is not None:
+                self._emit(pipe, run_id, event)
+            pipe.execute()
 
     def update_run(
         self,
@@ -175,7 +211,6 @@ class RunStore:
                     "status": status,
                     "finished_at": now,
                     "error": error,
-                    "current_step": None,
                 }
             )
 

@@ -71,8 +71,8 @@ class Runtime:
 
     def mirror(self, run_id: str) -> None:
         """Refresh run-state.json from the store."""
-        run = self.store.run(run_id)
-        self.artifacts(run).mirror(run, self.store.steps(run_id))
+        run, steps = self.store.run_with_steps(run_id)
+        self.artifacts(run).mirror(run, steps)
 
     def elapsed(self, run: RunRecord) -> float:
         """Seconds since the run was submitted."""

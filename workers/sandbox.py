@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -23,9 +23,9 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
-_CANCEL_POLL_SECONDS = 0.05
+# How often a silent command is checked for exit, timeout and cancel.
+_POLL_SECONDS = 0.05
 _READ_CHUNK_BYTES = 64 * 1024
-_READER_POLL_MS = 100
 # Once the process group is dead, what is left in the pipes drains in milliseconds; a reader
 # still busy after this long is fed by a process that escaped the group (setsid), so give up.
 _PIPE_DRAIN_SECONDS = 2.0
@@ -55,44 +55,71 @@ class CommandResult:
         return self.exit_code == 0 and not self.timed_out and not self.cancelled
 
 
-class _Capture(threading.Thread):
-    """Drains one pipe into a file, keeping at most ``cap`` bytes but counting all of them."""
+class _Sink:
+    """One output stream: keeps at most ``cap`` bytes in its file but counts all of them."""
 
-    def __init__(self, pipe: IO[bytes], out: IO[bytes], cap: int) -> None:
-        super().__init__(name=f"bcce-capture-{out.name}", daemon=True)
-        self._pipe = pipe
-        self._out = out
-        self._cap = cap
+    def __init__(self, out: IO[bytes], cap: int) -> None:
+        self.out = out
+        self.cap = cap
         self.total = 0
-        self.abandon = threading.Event()
 
-    def run(self) -> None:
-        fd = self._pipe.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        try:
-            # Polling with a timeout, rather than blocking in read(), is what lets us stop
-            # reading a pipe that an escaped grandchild keeps open.
-            while not self.abandon.is_set():
-                if not poller.poll(_READER_POLL_MS):
-                    continue
-                chunk = os.read(fd, _READ_CHUNK_BYTES)
-                if not chunk:
-                    break
-                room = self._cap - self.total
-                if room > 0:
-                    self._out.write(chunk[:room])
-                self.total += len(chunk)
-            if self.truncated:
-                self._out.write(f"\n[bcce: output truncated after {self._cap} bytes]\n".encode())
-        finally:
-            self._out.close()
-            self._pipe.close()
+    def feed(self, chunk: bytes) -> None:
+        room = self.cap - self.total
+        if room > 0:
+            self.out.write(chunk[:room])
+        self.total += len(chunk)
+
+    def close(self) -> None:
+        if self.truncated:
+            self.out.write(f"\n[bcce: output truncated after {self.cap} bytes]\n".encode())
+        self.out.close()
 
     @property
     def truncated(self) -> bool:
         """Whether more was written than the cap allowed into the file."""
-        return self.total > self._cap
+        return self.total > self.cap
+
+
+class _Pump:
+    """Reads the child's pipes in the calling thread (no reader threads to start per step)."""
+
+    def __init__(self, pipes: dict[int, _Sink]) -> None:
+        self.sinks = pipes
+        self.selector = selectors.DefaultSelector()
+        for fd in pipes:
+            self.selector.register(fd, selectors.EVENT_READ)
+
+    @property
+    def open(self) -> bool:
+        return bool(self.selector.get_map())
+
+    def read(self, timeout: float) -> None:
+        """Move what is readable within timeout into the sinks; unregister pipes at EOF."""
+        for key, _ in self.selector.select(timeout):
+            fd = int(key.fd)
+            chunk = os.read(fd, _READ_CHUNK_BYTES)
+            if chunk:
+                self.sinks[fd].feed(chunk)
+            else:
+                self.selector.unregister(fd)
+                os.close(fd)
+
+    def drain(self, seconds: float) -> None:
+        """Read until every pipe is at EOF, or give up after seconds (an escaped holder)."""
+        deadline = time.monotonic() + seconds
+        while self.open and time.monotonic() < deadline:
+            self.read(max(0.0, deadline - time.monotonic()))
+        if self.open:
+            log.warning("output pipe held open outside the process group; closing it")
+        self.close()
+
+    def close(self) -> None:
+        for key in list(self.selector.get_map().values()):
+            self.selector.unregister(key.fd)
+            os.close(int(key.fd))
+        self.selector.close()
+        for sink in self.sinks.values():
+            sink.close()
 
 
 def _resolve_executable(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
@@ -120,22 +147,27 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _wait_or_stop_reason(
-    proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event | None
+def _pump_until_exit(
+    proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, cancel: threading.Event | None
 ) -> str | None:
-    """Wait for the process; return why it must be stopped, or None once it has exited."""
+    """Feed output until the process exits; return why it must be stopped, or None."""
     while True:
         if cancel is not None and cancel.is_set():
             return "cancelled"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timed out"
-        step = remaining if cancel is None else min(remaining, _CANCEL_POLL_SECONDS)
-        try:
-            proc.wait(timeout=step)
-        except subprocess.TimeoutExpired:
-            continue
-        return None
+        wait = min(remaining, _POLL_SECONDS)
+        if pump.open:
+            pump.read(wait)
+            if proc.poll() is not None:
+                return None
+        else:
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+            return None
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -145,18 +177,6 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
     except subprocess.TimeoutExpired:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-def _finish_captures(captures: list[_Capture]) -> None:
-    deadline = time.monotonic() + _PIPE_DRAIN_SECONDS
-    for capture in captures:
-        capture.join(max(0.0, deadline - time.monotonic()))
-    for capture in captures:
-        if capture.is_alive():
-            log.warning("%s: pipe held open outside the process group; closing it", capture.name)
-            capture.abandon.set()
-    for capture in captures:
-        capture.join()
 
 
 def run_command(
@@ -202,16 +222,15 @@ def run_command(
             raise CommandError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         opened.pop_all()
     assert proc.stdout is not None and proc.stderr is not None
-    captures = [
-        _Capture(proc.stdout, stdout_file, output_cap_bytes),
-        _Capture(proc.stderr, stderr_file, output_cap_bytes),
-    ]
-    for capture in captures:
-        capture.start()
+    out, err = _Sink(stdout_file, output_cap_bytes), _Sink(stderr_file, output_cap_bytes)
+    # The pump owns the pipe fds from here on; detach them from the Popen file objects.
+    pump = _Pump({os.dup(proc.stdout.fileno()): out, os.dup(proc.stderr.fileno()): err})
+    proc.stdout.close()
+    proc.stderr.close()
 
     reason: str | None = None
     try:
-        reason = _wait_or_stop_reason(proc, started + timeout_seconds, cancel)
+        reason = _pump_until_exit(proc, pump, started + timeout_seconds, cancel)
         if reason is not None:
             log.warning("pid %d %s; stopping its process group", proc.pid, reason)
             _stop(proc, kill_grace_seconds)
@@ -219,7 +238,7 @@ def run_command(
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         duration = time.monotonic() - started
-        _finish_captures(captures)
+        pump.drain(_PIPE_DRAIN_SECONDS)
 
     returncode = proc.returncode
     return CommandResult(
@@ -228,8 +247,8 @@ def run_command(
         timed_out=reason == "timed out",
         cancelled=reason == "cancelled",
         duration_seconds=duration,
-        stdout_bytes=captures[0].total,
-        stderr_bytes=captures[1].total,
-        stdout_truncated=captures[0].truncated,
-        stderr_truncated=captures[1].truncated,
+        stdout_bytes=out.total,
+        stderr_bytes=err.total,
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
     )

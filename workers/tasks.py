@@ -17,9 +17,9 @@ from celery import Task
 
 from bcce import policy
 from bcce.celery_app import BcceCelery
-from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
+from bcce.records import RunRecord, RunStatus, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
-from workers.runtime import executor, runtime, step_env
+from workers.runtime import Runtime, executor, runtime, step_env
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30
@@ -38,7 +38,7 @@ def register(app: BcceCelery) -> None:
 
     # Bound to this app explicitly: task.app may resolve to Celery's default app.
     def policy_check(task: Task, run_id: str, step_id: str) -> dict[str, Any]:
-        return check(app, task, run_id, step_id)
+        return check(app, run_id, step_id)
 
     def step(task: Task, run_id: str, step_id: str) -> dict[str, Any]:
         return run_step(app, task, run_id, step_id)
@@ -49,40 +49,32 @@ def register(app: BcceCelery) -> None:
             name=kind.task_name,
             bind=True,
             shared=False,
-            throws=(StepDenied, StepFailed),
             max_retries=None,
+            throws=(StepDenied, StepFailed),
         )(step)
 
 
-def check(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str, Any]:
+def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     """Decide whether the step may run, record the decision, stop the chain on a denial."""
     rt = runtime(app)
-    run = rt.store.run(run_id)
+    run, record = rt.store.step_of_run(run_id, step_id)
     workflow = rt.workflow(run_id)
     decision = policy.decide(
         workflow,
         workflow.step(step_id),
         rt.limits,
         run_active=not run.status.terminal,
-        elapsed_seconds=rt.elapsed(run),
+        elapsed_seconds=time.time() - run.created_at,
     )
     rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
-
-    def record(step: StepRecord) -> StepRecord:
-        status = (
-            step.status
-            if step.status == StepStatus.SUCCEEDED
-            else (StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED)
-        )
-        return step.model_copy(update={"decision": decision.to_json(), "status": status})
-
-    kind = "step.allowed" if decision.allowed else "step.denied"
-    rt.store.update_step(
+    status = StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED
+    if record.status == StepStatus.SUCCEEDED:
+        status = record.status  # a redelivered gate never un-does a finished step
+    rt.store.put_step(
         run_id,
-        step_id,
-        record,
+        record.model_copy(update={"decision": decision.to_json(), "status": status}),
         {
-            "type": kind,
+            "type": "step.allowed" if decision.allowed else "step.denied",
             "step": step_id,
             "rule": decision.rule,
             "reason": decision.reason,
@@ -90,14 +82,13 @@ def check(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str, A
     )
     if run.status == RunStatus.QUEUED:
         rt.store.update_run(run_id, _started, {"type": "run.started"})
-    if not decision.allowed:
-        log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
-        if not run.status.terminal:
-            status = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
-            rt.store.finish(run_id, status, f"step {step_id} denied: {decision.reason}")
-            rt.mirror(run_id)
-        raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
-    return {"run_id": run_id, "step_id": step_id, "allowed": True, "rule": decision.rule}
+    if decision.allowed:
+        return {"run_id": run_id, "step_id": step_id, "allowed": True}
+    log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
+    if not run.status.terminal:
+        ended = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
+        _finish(rt, run_id, ended, f"step {step_id} denied: {decision.reason}")
+    raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
 
 
 def _started(run: RunRecord) -> RunRecord | None:
@@ -106,62 +97,62 @@ def _started(run: RunRecord) -> RunRecord | None:
     return run.model_copy(update={"status": RunStatus.RUNNING, "started_at": time.time()})
 
 
+def _finish(rt: Runtime, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    # run-state.json is refreshed when the run ends (and on retries), not after every step.
+    if rt.store.finish(run_id, status, error):
+        rt.mirror(run_id)
+
+
 def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str, Any]:
     """Run one attempt of a step and record it; retry, continue or stop as on_error says."""
     rt = runtime(app)
-    run = rt.store.run(run_id)
+    run, record = rt.store.step_of_run(run_id, step_id)
     workflow = rt.workflow(run_id)
     step = workflow.step(step_id)
     done = {"run_id": run_id, "step_id": step_id}
-    current = rt.store.step(run_id, step_id)
-    if current.status == StepStatus.SUCCEEDED or current.continued:
+    if record.status == StepStatus.SUCCEEDED or record.continued:
         # A redelivery (worker lost after the step finished): never run a step twice.
-        rt.store.update_step(
+        rt.store.put_step(
             run_id,
-            step_id,
-            _redelivered,
-            {
-                "type": "step.redelivered",
-                "step": step_id,
-            },
+            record.model_copy(update={"redeliveries": record.redeliveries + 1}),
+            {"type": "step.redelivered", "step": step_id},
         )
         log.warning("run %s step %s already finished; redelivery ignored", run_id, step_id)
-        return {**done, "status": current.status.value, "redelivered": True}
+        return {**done, "status": record.status.value, "redelivered": True}
     if run.status.terminal:
         log.info("run %s step %s skipped: run is %s", run_id, step_id, run.status.value)
         task.request.chain = None
         return {**done, "status": "skipped"}
-    if not (current.decision and current.decision.get("allowed")):
+    if not (record.decision and record.decision.get("allowed")):
         reason = "no allow decision from bcce.policy.check was recorded"
-        rt.store.finish(run_id, RunStatus.DENIED, f"step {step_id} refused: {reason}")
-        rt.mirror(run_id)
+        _finish(rt, run_id, RunStatus.DENIED, f"step {step_id} refused: {reason}")
         raise StepDenied(f"{run_id} {step_id}: {reason}")
-    decision = policy.Decision.from_json(current.decision)
+    decision = policy.Decision.from_json(record.decision)
 
-    attempt = current.attempts + 1
+    attempt = record.attempts + 1
     started = time.time()
     worker = str(task.request.hostname or "")
-    rt.store.update_step(
+    record = record.model_copy(
+        update={
+            "status": StepStatus.RUNNING,
+            "attempts": attempt,
+            "started_at": started,
+            "finished_at": None,
+            "exit_code": None,
+            "error": None,
+            "worker": worker,
+        }
+    )
+    rt.store.put_step(
         run_id,
-        step_id,
-        lambda s: s.model_copy(
-            update={
-                "status": StepStatus.RUNNING,
-                "attempts": attempt,
-                "started_at": started,
-                "finished_at": None,
-                "exit_code": None,
-                "error": None,
-                "worker": worker,
-            }
-        ),
+        record,
         {"type": "step.started", "step": step_id, "attempt": attempt, "worker": worker},
     )
-    rt.store.update_run(run_id, lambda r: r.model_copy(update={"current_step": step_id}))
     log.info("run %s step %s attempt %d started on %s", run_id, step_id, attempt, worker)
 
     artifacts = rt.artifacts(run)
     step_dir = artifacts.step_dir(step_id)
+    run_dir = Path(run.run_dir)
     ctx = StepContext(
         run_id=run_id,
         step=step,
@@ -171,8 +162,8 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         step_dir=step_dir,
         env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
         output_cap_bytes=rt.output_cap_bytes,
-        read_output=lambda sid: (Path(run.run_dir) / sid / "output.txt").read_text("utf-8"),
-        output_path=lambda sid: Path(run.run_dir) / sid / "output.txt",
+        read_output=lambda sid: (run_dir / sid / "output.txt").read_text("utf-8"),
+        output_path=lambda sid: run_dir / sid / "output.txt",
     )
     try:
         outcome = executor(rt.types[step.type])(ctx)
@@ -193,21 +184,16 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         },
     )
 
-    status = (
-        StepStatus.SUCCEEDED
-        if outcome.ok
-        else (StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED)
-    )
-    last = workflow.steps[-1].id == step_id
+    status = StepStatus.SUCCEEDED
+    if not outcome.ok:
+        status = StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED
     will_retry = not outcome.ok and attempt < step.max_attempts
     continued = not outcome.ok and not will_retry and step.on_error == "continue"
-    recorded = StepStatus.RETRYING if will_retry else status
-    rt.store.update_step(
+    rt.store.put_step(
         run_id,
-        step_id,
-        lambda s: s.model_copy(
+        record.model_copy(
             update={
-                "status": recorded,
+                "status": StepStatus.RETRYING if will_retry else status,
                 "exit_code": outcome.exit_code,
                 "finished_at": finished,
                 "duration_seconds": duration,
@@ -231,25 +217,18 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     )
 
     if will_retry:
-        countdown = min(MAX_BACKOFF_SECONDS, 2 ** (attempt - 1))
         rt.mirror(run_id)
         raise task.retry(
-            countdown=countdown,
+            countdown=min(MAX_BACKOFF_SECONDS, 2 ** (attempt - 1)),
             max_retries=step.max_attempts,
             exc=StepFailed(f"{run_id} {step_id}: {outcome.error}"),
         )
     if outcome.ok or continued:
-        if last:
-            rt.store.finish(run_id, RunStatus.SUCCEEDED)
-        rt.mirror(run_id)
+        if workflow.steps[-1].id == step_id:
+            _finish(rt, run_id, RunStatus.SUCCEEDED)
         return {**done, "status": status.value, "exit_code": outcome.exit_code}
-    run_status = (
-        RunStatus.TIMED_OUT if outcome.timed_out and decision.deadline_bound else RunStatus.FAILED
-    )
-    rt.store.finish(run_id, run_status, f"step {step_id} {status.value}: {outcome.error}")
-    rt.mirror(run_id)
+    ended = RunStatus.FAILED
+    if outcome.timed_out and decision.deadline_bound:
+        ended = RunStatus.TIMED_OUT
+    _finish(rt, run_id, ended, f"step {step_id} {status.value}: {outcome.error}")
     raise StepFailed(f"{run_id} {step_id}: {outcome.error}")
-
-
-def _redelivered(step: StepRecord) -> StepRecord:
-    return step.model_copy(update={"redeliveries": step.redeliveries + 1})

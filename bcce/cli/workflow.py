@@ -229,7 +229,7 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
     from rich.table import Table
 
     table = Table()
-    for column in ("run", "workflow", "status", "steps", "current step", "error"):
+    for column in ("run", "workflow", "status", "steps", "error"):
         table.add_column(column)
     for r in runs:
         table.add_row(
@@ -237,7 +237,6 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
             r.workflow,
             r.status.value,
             str(len(r.step_ids)),
-            r.current_step or "",
             r.error or "",
         )
     reporter.console.print(table)
