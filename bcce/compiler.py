@@ -56,6 +56,15 @@ class Plan:
             out.append({"task": step.task, "args": args, "queue": step.queue})
         return out
 
+    def require_runnable(self) -> None:
+        """Fail with a usage error if a step's type can validate but not run."""
+        not_runnable = [s.id for s in self.steps if not s.runnable]
+        if not_runnable:
+            raise UsageError(
+                f"step(s) {', '.join(not_runnable)} use a step type this version of bcce can "
+                "validate but not run yet: see `bcce plugin list`"
+            )
+
     def to_json(self) -> dict[str, Any]:
         """The plan for ``--dry-run --json``."""
         return {
@@ -119,10 +128,5 @@ def to_chain(plan: Plan, app: Celery) -> _chain:
     """The Celery chain that runs the plan, bound to app (never Celery's default app)."""
     from celery import chain
 
-    not_runnable = [s.id for s in plan.steps if not s.runnable]
-    if not_runnable:
-        raise UsageError(
-            f"step(s) {', '.join(not_runnable)} use a step type this version of bcce can "
-            "validate but not run yet: see `bcce plugin list`"
-        )
+    plan.require_runnable()
     return chain(*signatures(plan, app), app=app)

@@ -144,7 +144,11 @@ def _check_references(source: Source, workflow: Workflow) -> None:
             )
         for ref in sorted(step.referenced_steps()):
             if ref not in seen:
-                where = "a later step" if ref in {s.id for s in workflow.steps} else "no step"
+                where = "no step"
+                if ref == step.id:
+                    where = "this step"
+                elif ref in {s.id for s in workflow.steps}:
+                    where = "a later step"
                 problems.append(
                     source.problem(
                         ("steps", index),
@@ -167,9 +171,17 @@ def _problems(
         if kind == "extra_forbidden":
             key = str(loc[-1])
             hint = did_you_mean(key, _fields_at(model, tuple(err["loc"][:-1])))
-            out.append(source.problem(loc, f"unknown key {key!r}{hint}"))
+            out.append(source.problem(loc, f"unknown key {key!r}{hint}", at_key=True))
         elif kind == "missing":
             out.append(source.problem(loc[:-1], f"missing required key {loc[-1]!r}"))
+        elif kind == "string_pattern_mismatch" and loc[-1] == "id":
+            out.append(
+                source.problem(
+                    loc,
+                    f"step id {err['input']!r} must be lowercase letters, "
+                    "digits and _, starting with a letter",
+                )
+            )
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
             out.append(source.problem(loc, message))

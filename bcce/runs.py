@@ -10,7 +10,7 @@ from typing import Any
 from bcce.artifacts import LocalArtifactStore
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
-from bcce.errors import InfrastructureError
+from bcce.errors import InfrastructureError, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
@@ -18,10 +18,22 @@ from bcce.workflow import Workflow
 
 
 def run_dir_for(workflow: Workflow, settings: Settings, workspace: Path, run_id: str) -> Path:
-    """Where a run's artifacts go: ``env.artifacts_dir``, else ``<runs_dir>/<run_id>``."""
+    """Where a run's artifacts go: ``env.artifacts_dir``, else ``<runs_dir>/<run_id>``.
+
+    A workflow may only choose a folder inside its workspace; the operator's
+    ``BCCE_RUNS_DIR`` may be anywhere.
+    """
     chosen = workflow.env.artifacts_dir
-    path = Path(chosen) if chosen else settings.runs_dir / run_id
-    return (path if path.is_absolute() else workspace / path).resolve()
+    if not chosen:
+        path = settings.runs_dir / run_id
+        return (path if path.is_absolute() else workspace / path).resolve()
+    path = (workspace / chosen).resolve()
+    if not path.is_relative_to(workspace.resolve()) or path == workspace.resolve():
+        raise UsageError(
+            f"env.artifacts_dir {chosen!r} must be a folder inside the workspace "
+            f"{workspace}: use a relative path such as .bcce_runs/${{RUN_ID}}"
+        )
+    return path
 
 
 def check_workers(app: BcceCelery, needed: Iterable[str], timeout: float) -> None:

@@ -84,15 +84,18 @@ class Source:
                 return mark
         return None
 
-    def where(self, loc: Loc) -> str:
-        """'wf.yml:14:7 steps[2].policy.timeout_seconds', or 'wf.yml steps[2]...' with no mark."""
-        mark = self.mark_for(loc)
+    def where(self, loc: Loc, at_key: bool = False) -> str:
+        """'wf.yml:14:7 steps[2].policy.timeout_seconds', or 'wf.yml steps[2]...' with no mark.
+
+        With at_key, the position is that of the key naming loc (for unknown keys).
+        """
+        mark = (self.key_marks.get(loc) if at_key else None) or self.mark_for(loc)
         at = f"{self.name}:{mark.line}:{mark.column}" if mark else self.name
         return f"{at} {format_loc(loc)}"
 
-    def problem(self, loc: Loc, message: str) -> str:
+    def problem(self, loc: Loc, message: str, at_key: bool = False) -> str:
         """f'{self.where(loc)}: {message}'."""
-        return f"{self.where(loc)}: {message}"
+        return f"{self.where(loc, at_key)}: {message}"
 
 
 class _Loader(yaml.SafeLoader):

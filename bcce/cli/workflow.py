@@ -141,20 +141,15 @@ def run(
     from bcce.celery_app import make_app
     from bcce.runs import check_workers, follow, run_dir_for, submit, summary
 
+    plan.require_runnable()
     workspace = workspace.resolve()
+    run_dir = run_dir_for(workflow, settings, workspace, run_id)
     store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
     store.ping(settings.effective_state_url)
     app = make_app(settings, types)
 
     def go() -> RunRecord:
-        record = submit(
-            app,
-            store,
-            workflow,
-            plan,
-            workspace,
-            run_dir_for(workflow, settings, workspace, run_id),
-        )
+        record = submit(app, store, workflow, plan, workspace, run_dir)
         if not wait:
             click.echo(record.id)
             return record
