@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 
 from bcce import policy
 from bcce.celery_app import BcceCelery
@@ -38,10 +41,12 @@ def register(app: BcceCelery) -> None:
 
     # Bound to this app explicitly: task.app may resolve to Celery's default app.
     def policy_check(task: Task, run_id: str, step_id: str) -> dict[str, Any]:
-        return check(app, run_id, step_id)
+        with _fail_run_on_crash(app, task, run_id, step_id):
+            return check(app, run_id, step_id)
 
     def step(task: Task, run_id: str, step_id: str) -> dict[str, Any]:
-        return run_step(app, task, run_id, step_id)
+        with _fail_run_on_crash(app, task, run_id, step_id):
+            return run_step(app, task, run_id, step_id)
 
     app.task(name=POLICY_TASK, bind=True, shared=False, throws=(StepDenied,))(policy_check)
     for kind in app.step_types.values():
@@ -52,6 +57,26 @@ def register(app: BcceCelery) -> None:
             max_retries=None,
             throws=(StepDenied, StepFailed),
         )(step)
+
+
+@contextmanager
+def _fail_run_on_crash(app: BcceCelery, task: Task, run_id: str, step_id: str) -> Iterator[None]:
+    """A task that crashes (a bug, a plugin missing on this worker) ends its run as failed.
+
+    Otherwise the chain stops silently and the run waits forever. The exception still
+    propagates, so Celery and Flower show it with its traceback.
+    """
+    try:
+        yield
+    except (StepDenied, StepFailed, Retry):
+        raise
+    except Exception as exc:
+        reason = f"{task.name} crashed on {task.request.hostname}: {type(exc).__name__}: {exc}"
+        try:
+            _finish(runtime(app), run_id, RunStatus.FAILED, f"step {step_id}: {reason}")
+        except Exception:
+            log.exception("run %s step %s: could not record the crash", run_id, step_id)
+        raise
 
 
 def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:

@@ -25,6 +25,18 @@ def broker_option(fn: F) -> F:
     return decorated
 
 
+def vars_option(fn: F) -> F:
+    """``--var KEY=VALUE`` (repeatable): substitution variables."""
+    decorated: F = click.option(
+        "--var",
+        "variables",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set a ${KEY} substitution variable (repeatable).",
+    )(fn)
+    return decorated
+
+
 def settings_for(broker: str | None) -> Settings:
     """Settings from the environment, with the command's overrides."""
     try:

@@ -9,7 +9,7 @@ import click
 
 from bcce import policy
 from bcce.artifacts import LocalArtifactStore
-from bcce.cli.options import broker_option, parse_vars, settings_for
+from bcce.cli.options import broker_option, parse_vars, settings_for, vars_option
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
@@ -33,13 +33,7 @@ def _limits(settings: Settings) -> policy.Limits:
 
 @group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=FILE)
-@click.option(
-    "--var",
-    "variables",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Set a ${KEY} substitution variable (repeatable).",
-)
+@vars_option
 def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     """Check workflow files and report every problem at once (exit 2 if any)."""
     from bcce.errors import WorkflowError
@@ -66,13 +60,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
 
 @group.command("run")
 @click.argument("file", type=FILE)
-@click.option(
-    "--var",
-    "variables",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Set a ${KEY} substitution variable (repeatable).",
-)
+@vars_option
 @click.option(
     "--wait/--no-wait",
     default=True,

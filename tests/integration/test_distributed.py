@@ -344,3 +344,40 @@ def test_celerys_own_worker_command_serves_bcce_queues(
         assert result.code == 0, result.out + result.err
     finally:
         pool.stop()
+
+
+def test_a_task_that_crashes_ends_its_run_as_failed_instead_of_leaving_it_running(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # A workflow naming a step type this worker does not have (a plugin installed only on
+    # the submitting host) makes the gate crash while loading the snapshot.
+    from bcce.celery_app import make_app
+    from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
+    from bcce.settings import Settings
+    from bcce.state import RunStore
+    from bcce.steptypes import registry
+
+    store = RunStore.from_url(workers.broker_url, 3600)
+    run_id = new_run_id()
+    run = RunRecord(
+        id=run_id,
+        workflow="w",
+        status=RunStatus.QUEUED,
+        created_at=time.time(),
+        workspace=str(tmp_path),
+        run_dir=str(tmp_path / "run"),
+        step_ids=["one"],
+    )
+    snapshot = {
+        "version": 1,
+        "workflow": "w",
+        "steps": [{"id": "one", "type": "not_installed_here"}],
+    }
+    store.create(run, snapshot, [StepRecord(id="one", type="not_installed_here", queue="x")])
+    app = make_app(Settings(broker_url=workers.broker_url), registry())
+    app.send_task("bcce.policy.check", args=(run_id, "one"), queue="policy")
+    wait_for(lambda: store.run(run_id).status.terminal, what="the run to end")
+    ended = store.run(run_id)
+    assert ended.status == RunStatus.FAILED
+    assert "bcce.policy.check crashed" in (ended.error or "")
+    assert "not_installed_here" in (ended.error or "")
