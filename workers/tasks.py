@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +117,13 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
 
 
+def _worker_name(task: Task) -> str:
+    # Embedded workers run tasks on a thread named after their node; Celery's in-thread
+    # tracer reports only the machine's hostname for them.
+    thread = threading.current_thread().name
+    return thread if "@" in thread else str(task.request.hostname or "")
+
+
 def _started(run: RunRecord) -> RunRecord | None:
     if run.status != RunStatus.QUEUED:
         return None
@@ -156,7 +164,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
 
     attempt = record.attempts + 1
     started = time.time()
-    worker = str(task.request.hostname or "")
+    worker = _worker_name(task)
     record = record.model_copy(
         update={
             "status": StepStatus.RUNNING,
