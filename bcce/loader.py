@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from bcce.errors import WorkflowError
 from bcce.source import Loc, Source, load_source, substitute
 from bcce.steptypes import StepType, did_you_mean, unknown_type_message
-from bcce.workflow import Step, Workflow, WorkflowHead
+from bcce.workflow import Step, Workflow, WorkflowHead, env_text
 
 RUN_ID_VAR = "RUN_ID"
 
@@ -71,7 +71,7 @@ def _declared_env(data: Any) -> dict[str, str]:
     env = data.get("env") if isinstance(data, dict) else None
     if not isinstance(env, dict):
         return {}
-    return {k: str(v) for k, v in env.items() if isinstance(v, str | int | float)}
+    return {k: env_text(v) for k, v in env.items() if isinstance(v, str | int | float)}
 
 
 def from_snapshot(snapshot: Mapping[str, Any], types: Mapping[str, StepType]) -> Workflow:
@@ -103,11 +103,10 @@ def validate(source: Source, types: Mapping[str, StepType]) -> Workflow:
             for index, raw in enumerate(raw_steps)
         ]
     )
+    problems += _reference_problems(source, raw_steps if isinstance(raw_steps, list) else [], steps)
     if problems:
         raise WorkflowError(problems)
-    workflow = Workflow.model_validate({**head, "steps": steps})
-    _check_references(source, workflow)
-    return workflow
+    return Workflow.model_validate({**head, "steps": steps})
 
 
 def _step(
@@ -131,34 +130,39 @@ def _step(
         return None
 
 
-def _check_references(source: Source, workflow: Workflow) -> None:
+def _reference_problems(
+    source: Source, raw_steps: list[Any], steps: list[Step | None]
+) -> list[str]:
+    """Duplicate ids and templates that name no earlier step (checked on what validated)."""
+    ids = [raw.get("id") if isinstance(raw, dict) else None for raw in raw_steps]
     problems: list[str] = []
     seen: dict[str, int] = {}
-    for index, step in enumerate(workflow.steps):
-        if step.id in seen:
+    for index, (step_id, step) in enumerate(zip(ids, steps, strict=True)):
+        if isinstance(step_id, str) and step_id in seen:
             problems.append(
                 source.problem(
                     ("steps", index, "id"),
-                    f"duplicate step id {step.id!r} (first used by steps[{seen[step.id]}])",
+                    f"duplicate step id {step_id!r} (first used by steps[{seen[step_id]}])",
                 )
             )
-        for ref in sorted(step.referenced_steps()):
-            if ref not in seen:
-                where = "no step"
-                if ref == step.id:
-                    where = "this step"
-                elif ref in {s.id for s in workflow.steps}:
-                    where = "a later step"
-                problems.append(
-                    source.problem(
-                        ("steps", index),
-                        f"template refers to {ref!r}, which is {where}: only earlier steps' "
-                        "outputs can be used",
-                    )
+        for ref in sorted(step.referenced_steps() if step else ()):
+            if ref in seen:
+                continue
+            where = "no step"
+            if ref == step_id:
+                where = "this step"
+            elif ref in ids:
+                where = "a later step"
+            problems.append(
+                source.problem(
+                    ("steps", index),
+                    f"template refers to {ref!r}, which is {where}: only earlier steps' "
+                    "outputs can be used",
                 )
-        seen.setdefault(step.id, index)
-    if problems:
-        raise WorkflowError(problems)
+            )
+        if isinstance(step_id, str):
+            seen.setdefault(step_id, index)
+    return problems
 
 
 def _problems(

@@ -124,7 +124,10 @@ def command_denial(argv: Sequence[str], allowlist: Sequence[str] | None) -> str 
     if not allowlist:
         return f"{argv[0]!r} is not allowed: policy.cmd_allowlist is empty (no commands)"
     for entry in allowlist:
-        words = shlex.split(entry)
+        try:
+            words = shlex.split(entry)
+        except ValueError:
+            continue  # a malformed entry allows nothing (the loader already rejects them)
         if words and list(argv[: len(words)]) == words:
             return None
     return f"{shlex.join(argv[:2])!r} is not in policy.cmd_allowlist {list(allowlist)}"

@@ -44,6 +44,18 @@ class StepPolicy(Model):
     allowed_paths: tuple[str, ...] | None = None
     cmd_allowlist: tuple[str, ...] | None = None
 
+    @field_validator("cmd_allowlist")
+    @classmethod
+    def _entries_are_commands(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for entry in value or ():
+            try:
+                words = shlex.split(entry)
+            except ValueError as exc:
+                raise ValueError(f"cmd_allowlist entry {entry!r}: {exc}") from None
+            if not words:
+                raise ValueError("cmd_allowlist entries cannot be empty")
+        return value
+
 
 class Inputs(Model):
     """The v1 ``inputs`` block: files an agent or prompt step reads."""
@@ -94,7 +106,12 @@ class CmdStep(Step):
     def _needs_command(self) -> CmdStep:
         if not self.command:
             raise ValueError("a cmd step needs `command`")
-        argv = self.argv()
+        if self.shell and not isinstance(self.command, str):
+            raise ValueError("with `shell: true`, write `command` as one string")
+        try:
+            argv = self.argv()
+        except ValueError as exc:
+            raise ValueError(f"cannot split the command into arguments: {exc}") from None
         if not argv:
             raise ValueError("`command` is empty")
         if TEMPLATE.search(argv[0]):
@@ -102,23 +119,22 @@ class CmdStep(Step):
         return self
 
     def argv(self) -> list[str]:
-        """The argv the step runs; ``sh -c`` when it asks for a shell."""
-        if self.shell:
-            text = self.command if isinstance(self.command, str) else shlex.join(self.command or ())
-            return ["sh", "-c", text]
-        if isinstance(self.command, str):
-            return shlex.split(self.command)
-        return list(self.command or ())
+        """The argv the step runs; ``sh -c`` when it asks for a shell.
 
-    @field_validator("command")
-    @classmethod
-    def _parsable(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-        if isinstance(value, str):
-            try:
-                shlex.split(value)
-            except ValueError as exc:
-                raise ValueError(f"cannot split the command into arguments: {exc}") from None
-        return value
+        A template stays inside the one argument it is written in, quoted or not.
+        """
+        if self.shell:
+            return ["sh", "-c", str(self.command)]
+        if not isinstance(self.command, str):
+            return list(self.command or ())
+        templates: list[str] = []
+
+        def hide(match: re.Match[str]) -> str:
+            templates.append(match.group(0))
+            return f"\0{len(templates) - 1}\0"
+
+        words = shlex.split(TEMPLATE.sub(hide, self.command))
+        return [re.sub(r"\0(\d+)\0", lambda m: templates[int(m.group(1))], w) for w in words]
 
 
 class PromptStep(Step):
@@ -157,7 +173,7 @@ class Env(BaseModel):
     def variables(self) -> dict[str, str]:
         """The free keys, as environment variables for steps."""
         extra = self.model_extra or {}
-        return {k: _env_text(v) for k, v in extra.items()}
+        return {k: env_text(v) for k, v in extra.items()}
 
     @model_validator(mode="after")
     def _free_keys_are_scalars(self) -> Env:
@@ -169,7 +185,8 @@ class Env(BaseModel):
         return self
 
 
-def _env_text(value: Any) -> str:
+def env_text(value: Any) -> str:
+    """How an ``env:`` value reads as an environment variable (``true``, not ``True``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)

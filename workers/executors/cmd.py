@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 from pathlib import Path
 
@@ -20,8 +19,14 @@ def execute(ctx: StepContext) -> StepOutcome:
     """Run the step's command in the workspace under the decided timeout."""
     step = ctx.step
     assert isinstance(step, CmdStep)
+    env = dict(ctx.env)
     try:
-        argv = [_expand(arg, ctx, quote=step.shell) for arg in step.argv()]
+        if step.shell:
+            # Never paste output into shell text: the shell expands a variable, and the
+            # expansion is data, never code, however the template was quoted.
+            argv = [TEMPLATE.sub(lambda m: _shell_reference(m, ctx, env), a) for a in step.argv()]
+        else:
+            argv = [TEMPLATE.sub(lambda m: _value(m, ctx), a) for a in step.argv()]
     except (OSError, ValueError) as exc:
         return _failed(ctx, f"cannot fill the command's templates: {exc}")
     stdout, stderr = ctx.step_dir / "stdout.txt", ctx.step_dir / "stderr.txt"
@@ -29,7 +34,7 @@ def execute(ctx: StepContext) -> StepOutcome:
         result = run_command(
             argv,
             cwd=ctx.workspace,
-            env=ctx.env,
+            env=env,
             timeout_seconds=ctx.timeout_seconds,
             stdout_path=stdout,
             stderr_path=stderr,
@@ -64,21 +69,24 @@ def execute(ctx: StepContext) -> StepOutcome:
     )
 
 
-def _expand(text: str, ctx: StepContext, quote: bool) -> str:
-    def value(match: re.Match[str]) -> str:
-        step_id, what = match.group(1), match.group(2)
-        if what == "output_file":
-            got = str(ctx.output_path(step_id))
-        else:
-            got = ctx.read_output(step_id).rstrip("\n")
-            if len(got.encode()) > MAX_TEMPLATE_BYTES:
-                raise ValueError(
-                    f"output of {step_id!r} is over {MAX_TEMPLATE_BYTES} bytes: "
-                    f"use {{{{ steps.{step_id}.output_file }}}} instead"
-                )
-        return shlex.quote(got) if quote else got
+def _value(match: re.Match[str], ctx: StepContext) -> str:
+    step_id, what = match.group(1), match.group(2)
+    if what == "output_file":
+        return str(ctx.output_path(step_id))
+    text = ctx.read_output(step_id).rstrip("\n")
+    if len(text.encode()) > MAX_TEMPLATE_BYTES:
+        raise ValueError(
+            f"output of {step_id!r} is over {MAX_TEMPLATE_BYTES} bytes: "
+            f"use {{{{ steps.{step_id}.output_file }}}} instead"
+        )
+    return text
 
-    return TEMPLATE.sub(value, text)
+
+def _shell_reference(match: re.Match[str], ctx: StepContext, env: dict[str, str]) -> str:
+    suffix = "_FILE" if match.group(2) == "output_file" else ""
+    name = f"BCCE_OUTPUT{suffix}_{match.group(1).upper()}"
+    env[name] = _value(match, ctx)
+    return "${" + name + "}"
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -92,6 +100,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _failed(ctx: StepContext, error: str) -> StepOutcome:
     for name in ("stdout.txt", "output.txt"):
-        (ctx.step_dir / name).touch()
+        (ctx.step_dir / name).write_bytes(b"")  # no output of an earlier attempt survives
     (ctx.step_dir / "stderr.txt").write_text(f"bcce: {error}\n", encoding="utf-8")
     return StepOutcome(ok=False, exit_code=None, error=error)
