@@ -67,10 +67,18 @@ def redis_server() -> Iterator[int]:
 
 
 @contextmanager
-def processes(cmds: list[tuple[list[str], dict[str, str]]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+def processes(
+    cmds: list[tuple[list[str], dict[str, str]]],
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [
-        subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         for cmd, env in cmds
     ]
     try:
@@ -108,9 +116,7 @@ def env_with(**extra: str) -> dict[str, str]:
 
 
 def workflow_file(tmp: Path, steps: int) -> Path:
-    body = "".join(
-        f"  - id: s{i}\n    type: cmd\n    command: \"true\"\n" for i in range(steps)
-    )
+    body = "".join(f'  - id: s{i}\n    type: cmd\n    command: "true"\n' for i in range(steps))
     path = tmp / f"bench-{steps}.yml"
     path.write_text(f"version: 1\nworkflow: bench\nsteps:\n{body}", encoding="utf-8")
     return path
@@ -142,8 +148,14 @@ class Bcce:
         run_id = new_run_id()
         workflow = load_workflow(path, self.types, run_id=run_id)
         plan = compile_plan(workflow, self.types, self.limits, run_id)
-        submit(self.app, self.store, workflow, plan, self.workspace,
-               run_dir_for(workflow, self.settings, self.workspace, run_id))
+        submit(
+            self.app,
+            self.store,
+            workflow,
+            plan,
+            self.workspace,
+            run_dir_for(workflow, self.settings, self.workspace, run_id),
+        )
         return run_id
 
     def wait(self, run_ids: list[str]) -> None:
@@ -173,10 +185,16 @@ class Raw:
 
         sigs = []
         for i in range(steps):
-            sigs.append(signature("raw.gate", args=("r", f"s{i}"), queue="policy",
-                                  immutable=True, app=self.app))
-            sigs.append(signature("raw.step", args=("r", f"s{i}"), queue="command",
-                                  immutable=True, app=self.app))
+            sigs.append(
+                signature(
+                    "raw.gate", args=("r", f"s{i}"), queue="policy", immutable=True, app=self.app
+                )
+            )
+            sigs.append(
+                signature(
+                    "raw.step", args=("r", f"s{i}"), queue="command", immutable=True, app=self.app
+                )
+            )
         return chain(*sigs, app=self.app).apply_async()
 
     def wait(self, results: list[Any]) -> None:
@@ -209,14 +227,31 @@ def main() -> None:
         bcce_env = env_with(BCCE_BROKER_URL=bcce_url)
         raw_env = env_with(BENCH_RAW_BROKER=raw_url)
         worker = [sys.executable, "-m", "bcce", "worker", "--loglevel", "warning", "-c", c]
-        celery = [sys.executable, "-m", "celery", "-A", "bench_raw", "worker", "--loglevel",
-                  "warning", "-c", c, "--prefetch-multiplier", "1"]
-        with processes([
-            (worker + ["--pool", "policy", "-n", "bpolicy@%h"], bcce_env),
-            (worker + ["--pool", "command", "-n", "bcommand@%h"], bcce_env),
-            (celery + ["-Q", "policy", "-n", "rpolicy@%h", "--prefetch-multiplier", "4"], raw_env),
-            (celery + ["-Q", "command", "-n", "rcommand@%h"], raw_env),
-        ]) as procs:
+        celery = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench_raw",
+            "worker",
+            "--loglevel",
+            "warning",
+            "-c",
+            c,
+            "--prefetch-multiplier",
+            "1",
+        ]
+        with processes(
+            [
+                ([*worker, "--pool", "policy", "-n", "bpolicy@%h"], bcce_env),
+                ([*worker, "--pool", "command", "-n", "bcommand@%h"], bcce_env),
+                (
+                    [*celery, "-Q", "policy", "-n", "rpolicy@%h", "--prefetch-multiplier", "4"],
+                    raw_env,
+                ),
+                ([*celery, "-Q", "command", "-n", "rcommand@%h"], raw_env),
+            ]
+        ) as procs:
             bcce, raw = Bcce(bcce_url, tmp), Raw(raw_url)
             wait_consumers(bcce.app, {"policy", "command"})
             wait_consumers(raw.app, {"policy", "command"})
@@ -232,32 +267,48 @@ def main() -> None:
             for _ in range(args.reps):
                 a.append(timed(lambda: bcce.wait([bcce.submit(wf)])))
                 b.append(timed(lambda: raw.wait([raw.submit(steps)])))
-                d.append(timed(lambda: [subprocess.run(["true"], check=False)
-                                        for _ in range(steps)]))
-            per_bcce, per_raw, per_direct = (median_ms(a, steps), median_ms(b, steps),
-                                             median_ms(d, steps))
+                d.append(
+                    timed(lambda: [subprocess.run(["true"], check=False) for _ in range(steps)])
+                )
+            per_bcce, per_raw, per_direct = (
+                median_ms(a, steps),
+                median_ms(b, steps),
+                median_ms(d, steps),
+            )
 
             n = args.runs
             t_bcce = timed(lambda: bcce.wait([bcce.submit(three) for _ in range(n)]))
             t_raw = timed(lambda: raw.wait([raw.submit(3) for _ in range(n)]))
-            rss = {name: rss_mib(p.pid) for name, p in zip(
-                ["bcce policy", "bcce command", "raw policy", "raw command"], procs, strict=True)}
+            rss = {
+                name: rss_mib(p.pid)
+                for name, p in zip(
+                    ["bcce policy", "bcce command", "raw policy", "raw command"], procs, strict=True
+                )
+            }
 
         cold = {
             "bcce --help": [sys.executable, "-m", "bcce", "--help"],
-            "bcce workflow validate": [sys.executable, "-m", "bcce", "workflow", "validate",
-                                       str(ROOT / "examples" / "hello.yml")],
+            "bcce workflow validate": [
+                sys.executable,
+                "-m",
+                "bcce",
+                "workflow",
+                "validate",
+                str(ROOT / "examples" / "hello.yml"),
+            ],
             "python -c pass": [sys.executable, "-c", "pass"],
         }
         cold_ms = {
             name: statistics.median(
                 timed(lambda cmd=cmd: subprocess.run(cmd, capture_output=True, check=True))
                 for _ in range(args.reps)
-            ) * 1000
+            )
+            * 1000
             for name, cmd in cold.items()
         }
 
-    print(textwrap.dedent(f"""\
+    print(
+        textwrap.dedent(f"""\
         machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, reps {args.reps}
 
         per-step time, {steps}-step chain (median of {args.reps}):
@@ -272,7 +323,8 @@ def main() -> None:
           raw Celery                       {n / t_raw:8.1f} runs/s  ({t_raw:.2f} s)
           ratio raw / bcce (time)          {t_bcce / t_raw:8.2f}x
 
-        worker RSS (MiB, main process + {args.concurrency} prefork children):"""))
+        worker RSS (MiB, main process + {args.concurrency} prefork children):""")
+    )
     for name, mib in rss.items():
         print(f"  {name:32s} {mib:8.1f}")
     print("\ncold start (median ms):")
