@@ -31,10 +31,14 @@ class LocalArtifactStore:
         return path
 
     def write_json(self, step_id: str, name: str, data: Any) -> Path:
-        """Write one JSON artifact of a step (written by one task at a time)."""
+        """Write one JSON artifact of a step, creating its folder if need be."""
         path = self.run_dir / step_id / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        try:
+            path.write_text(text, encoding="utf-8")
+        except FileNotFoundError:
+            self.step_dir(step_id)
+            path.write_text(text, encoding="utf-8")
         return path
 
     def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:

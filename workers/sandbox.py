@@ -8,6 +8,7 @@ group after the main process ends is killed too, so background children cannot o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -122,6 +123,12 @@ class _Pump:
             sink.close()
 
 
+@functools.cache
+def _devnull() -> int:
+    # One read-only /dev/null for every child's stdin, instead of an open per command.
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def _resolve_executable(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
     if not argv:
         raise CommandError("empty command")
@@ -198,8 +205,8 @@ def run_command(
     ends is killed. Raises :class:`CommandError` when the command cannot be started.
     """
     executable = _resolve_executable(argv, cwd, env)
-    for path in (stdout_path, stderr_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    for parent in {stdout_path.parent, stderr_path.parent}:
+        parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as opened:
         stdout_file = opened.enter_context(stdout_path.open("wb"))
         stderr_file = opened.enter_context(stderr_path.open("wb"))
@@ -211,7 +218,7 @@ def run_command(
                 cwd=cwd,
                 env=dict(env),
                 shell=False,
-                stdin=subprocess.DEVNULL,
+                stdin=_devnull(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 bufsize=0,

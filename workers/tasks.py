@@ -92,7 +92,6 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
         run_active=not run.status.terminal,
         elapsed_seconds=time.time() - run.created_at,
     )
-    rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
     status = StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED
     if record.status == StepStatus.SUCCEEDED:
         status = record.status  # a redelivered gate never un-does a finished step
@@ -111,6 +110,7 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     if decision.allowed:
         return {"run_id": run_id, "step_id": step_id, "allowed": True}
     log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
+    rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
     if not run.status.terminal:
         ended = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
         _finish(rt, run_id, ended, f"step {step_id} denied: {decision.reason}")
@@ -185,6 +185,8 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
 
     artifacts = rt.artifacts(run)
     step_dir = artifacts.step_dir(step_id)
+    # The gate recorded the decision in Redis; the file copy is written where the step runs.
+    artifacts.write_json(step_id, "policy.json", record.decision)
     run_dir = Path(run.run_dir)
     ctx = StepContext(
         run_id=run_id,
