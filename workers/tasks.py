@@ -49,15 +49,14 @@ def register(app: BcceCelery) -> None:
         with _fail_run_on_crash(app, task, run_id, step_id):
             return run_step(app, task, run_id, step_id)
 
-    app.task(name=POLICY_TASK, bind=True, shared=False, throws=(StepDenied,))(policy_check)
+    # The run store is where outcomes live; Celery's result backend would only repeat them
+    # (two more Redis writes per task). Flower follows tasks through events, not results.
+    options: dict[str, Any] = {"bind": True, "shared": False, "ignore_result": True}
+    app.task(name=POLICY_TASK, throws=(StepDenied,), **options)(policy_check)
     for kind in app.step_types.values():
-        app.task(
-            name=kind.task_name,
-            bind=True,
-            shared=False,
-            max_retries=None,
-            throws=(StepDenied, StepFailed),
-        )(step)
+        app.task(name=kind.task_name, max_retries=None, throws=(StepDenied, StepFailed), **options)(
+            step
+        )
 
 
 @contextmanager
