@@ -326,7 +326,7 @@ def main() -> None:
           bcce (gate + cmd step)           {per_bcce:8.2f} ms/step
           raw Celery (no-op gate + true)   {per_raw:8.2f} ms/step
           direct subprocess.run(true)      {per_direct:8.2f} ms/step
-          ratio bcce / raw Celery          {pair_ratio:8.2f}x   (median of paired runs; target <= 1.3x)
+          ratio bcce / raw Celery          {pair_ratio:8.2f}x   (paired median; target <= 1.3x)
           bcce overhead above raw Celery   {per_bcce - per_raw:8.2f} ms/step
 
         throughput, {n} concurrent 3-step workflows (enqueue to finish):
