@@ -1,7 +1,7 @@
 """Shared fixtures: a private Redis server and real ``bcce worker`` processes.
 
-Set ``BCCE_TEST_REDIS_URL`` to use an existing server instead of starting one (its
-databases 0-3 are flushed).
+Set ``BCCE_TEST_REDIS_URL`` to use an existing server instead of starting one (the
+databases tests use are flushed), or ``BCCE_TEST_REDIS_SERVER`` to pick the binary.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ EXAMPLES = ROOT / "examples"
 
 
 def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
+    found = os.environ.get("BCCE_TEST_REDIS_SERVER") or shutil.which("redis-server")
     if found:
         return found
     try:
