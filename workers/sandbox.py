@@ -82,31 +82,48 @@ class _Sink:
 
 
 class _Pump:
-    """Reads the child's pipes in the calling thread (no reader threads to start per step)."""
+    """Reads the child's pipes in the calling thread (no reader threads to start per step).
 
-    def __init__(self, pipes: dict[int, _Sink]) -> None:
+    Where the kernel offers a pidfd, the child's exit wakes the same ``select`` as its
+    output, so a command's end is seen at once instead of by polling.
+    """
+
+    def __init__(self, pipes: dict[int, _Sink], pid: int) -> None:
         self.sinks = pipes
         self.selector = selectors.DefaultSelector()
         for fd in pipes:
             self.selector.register(fd, selectors.EVENT_READ)
+        self.exit_fd: int | None = None
+        try:
+            self.exit_fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll instead
+            return
+        self.selector.register(self.exit_fd, selectors.EVENT_READ)
 
     @property
     def open(self) -> bool:
-        return bool(self.selector.get_map())
+        """Whether a pipe is still open."""
+        return any(fd in self.sinks for fd in self.selector.get_map())
 
-    def read(self, timeout: float) -> None:
-        """Move what is readable within timeout into the sinks; unregister pipes at EOF."""
+    def read(self, timeout: float) -> bool:
+        """Move what is readable within timeout into the sinks; True once the child exited."""
+        exited = False
         for key, _ in self.selector.select(timeout):
             fd = int(key.fd)
+            if fd == self.exit_fd:
+                exited = True
+                continue
             chunk = os.read(fd, _READ_CHUNK_BYTES)
             if chunk:
                 self.sinks[fd].feed(chunk)
             else:
                 self.selector.unregister(fd)
                 os.close(fd)
+        return exited
 
     def drain(self, seconds: float) -> None:
         """Read until every pipe is at EOF, or give up after seconds (an escaped holder)."""
+        self._forget_exit()
         deadline = time.monotonic() + seconds
         while self.open and time.monotonic() < deadline:
             self.read(max(0.0, deadline - time.monotonic()))
@@ -115,12 +132,20 @@ class _Pump:
         self.close()
 
     def close(self) -> None:
+        """Close every pipe and the sinks."""
+        self._forget_exit()
         for key in list(self.selector.get_map().values()):
             self.selector.unregister(key.fd)
             os.close(int(key.fd))
         self.selector.close()
         for sink in self.sinks.values():
             sink.close()
+
+    def _forget_exit(self) -> None:
+        if self.exit_fd is not None:
+            self.selector.unregister(self.exit_fd)
+            os.close(self.exit_fd)
+            self.exit_fd = None
 
 
 @functools.cache
@@ -164,16 +189,10 @@ def _pump_until_exit(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timed out"
-        wait = min(remaining, _POLL_SECONDS)
-        if pump.open:
-            pump.read(wait)
-            if proc.poll() is not None:
-                return None
-        else:
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
+        wait = remaining
+        if cancel is not None or pump.exit_fd is None:
+            wait = min(wait, _POLL_SECONDS)
+        if pump.read(wait) or (pump.exit_fd is None and proc.poll() is not None):
             return None
 
 
@@ -231,7 +250,7 @@ def run_command(
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Sink(stdout_file, output_cap_bytes), _Sink(stderr_file, output_cap_bytes)
     # The pump owns the pipe fds from here on; detach them from the Popen file objects.
-    pump = _Pump({os.dup(proc.stdout.fileno()): out, os.dup(proc.stderr.fileno()): err})
+    pump = _Pump({os.dup(proc.stdout.fileno()): out, os.dup(proc.stderr.fileno()): err}, proc.pid)
     proc.stdout.close()
     proc.stderr.close()
 
