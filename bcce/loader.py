@@ -34,7 +34,8 @@ def load_workflow(
     """Read, substitute and validate a workflow file.
 
     Variables resolve from ``variables`` (``--var``), then the workflow's own ``env`` block,
-    then the process environment; ``${RUN_ID}`` is the run id (a placeholder when validating).
+    then the process environment; ``${RUN_ID}`` is the run id (the text ``RUN_ID`` when
+    only validating).
     """
     try:
         raw = path.read_bytes()

@@ -11,9 +11,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bcce.workflow import CmdStep, Step, Workflow
+
+if TYPE_CHECKING:
+    from bcce.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class Limits:
 
     default_timeout_seconds: int
     max_timeout_seconds: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits the settings set."""
+        return cls(settings.default_step_timeout_seconds, settings.max_step_timeout_seconds)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class Bcce:
         self.types = registry()
         self.app = make_app(self.settings, self.types)
         self.store = RunStore.from_url(url, 3600)
-        self.limits = policy.Limits(1800, 21600)
+        self.limits = policy.Limits.of(self.settings)
         self.workspace = workspace
 
     def submit(self, path: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,10 +43,7 @@ class Runtime:
         settings = app.bcce_settings
         self.types = app.step_types
         self.store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
-        self.limits = policy.Limits(
-            default_timeout_seconds=settings.default_step_timeout_seconds,
-            max_timeout_seconds=settings.max_step_timeout_seconds,
-        )
+        self.limits = policy.Limits.of(settings)
         self.output_cap_bytes = settings.output_cap_bytes
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
@@ -74,18 +70,14 @@ class Runtime:
         run, steps = self.store.run_with_steps(run_id)
         self.artifacts(run).mirror(run, steps)
 
-    def elapsed(self, run: RunRecord) -> float:
-        """Seconds since the run was submitted."""
-        return time.time() - run.created_at
 
-
-_runtimes: dict[int, Runtime] = {}
+_runtimes: dict[tuple[int, int], Runtime] = {}
 _runtimes_lock = threading.Lock()
 
 
 def runtime(app: BcceCelery) -> Runtime:
     """The runtime of app in this process (made after fork, so connections are not shared)."""
-    key = id(app) ^ os.getpid()
+    key = (id(app), os.getpid())
     with _runtimes_lock:
         if key not in _runtimes:
             _runtimes[key] = Runtime(app)

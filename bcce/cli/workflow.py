@@ -24,13 +24,6 @@ def group() -> None:
     """Validate, run and inspect workflows."""
 
 
-def _limits(settings: Settings) -> policy.Limits:
-    return policy.Limits(
-        default_timeout_seconds=settings.default_step_timeout_seconds,
-        max_timeout_seconds=settings.max_step_timeout_seconds,
-    )
-
-
 @group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=FILE)
 @vars_option
@@ -115,7 +108,7 @@ def run(
         run_id=run_id,
         max_bytes=settings.max_workflow_bytes,
     )
-    plan = compile_plan(workflow, types, _limits(settings), run_id)
+    plan = compile_plan(workflow, types, policy.Limits.of(settings), run_id)
     reporter = Reporter(as_json)
     if dry_run:
         reporter.plan(plan)
