@@ -127,7 +127,12 @@ def run(
     run_dir = run_dir_for(workflow, settings, workspace, run_id)
     store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
     store.ping(settings.effective_state_url)
-    app = make_app(settings, types)
+    if settings.embedded:
+        from workers.app import build  # embedded runs are their own workers
+
+        app = build(settings)
+    else:
+        app = make_app(settings, types)
 
     def go() -> RunRecord:
         record = submit(app, store, workflow, plan, workspace, run_dir)
@@ -140,10 +145,8 @@ def run(
         )
 
     if settings.embedded:
-        from workers.app import build
         from workers.embedded import embedded_workers
 
-        app = build(settings)
         with embedded_workers(app, plan.queues):
             try:
                 final = go()
