@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bcce.records import RunRecord, StepRecord
+from bcce.records import RunRecord, StepRecord, current_step
 
 RUN_STATE = "run-state.json"
 
@@ -41,9 +41,18 @@ class LocalArtifactStore:
             path.write_text(text, encoding="utf-8")
         return path
 
+    def listing(self, step_id: str) -> dict[str, str]:
+        """The step's artifacts by name, with their paths."""
+        with os.scandir(self.run_dir / step_id) as entries:
+            return {e.name: e.path for e in sorted(entries, key=lambda e: e.name) if e.is_file()}
+
     def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:
         """Write run-state.json: the run record with its steps, as Redis holds them."""
-        state = {**run.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]}
+        state = {
+            **run.model_dump(mode="json"),
+            "current_step": current_step(steps),
+            "steps": [s.model_dump(mode="json") for s in steps],
+        }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / RUN_STATE, json.dumps(state, indent=2) + "\n")
 

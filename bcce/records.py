@@ -90,6 +90,16 @@ class StepRecord(Record):
     decision: dict[str, Any] | None = None
     redeliveries: int = 0
     """Deliveries that found the step already done and did nothing."""
+    artifacts: dict[str, str] = {}
+    """Artifact name -> where it is (a path, or a URL for remote stores)."""
+
+
+ACTIVE_STEP = (StepStatus.ALLOWED, StepStatus.RUNNING, StepStatus.RETRYING)
+
+
+def current_step(steps: list[StepRecord]) -> str | None:
+    """The step a run is at: the one allowed, running or waiting to retry."""
+    return next((s.id for s in steps if s.status in ACTIVE_STEP), None)
 
 
 class RunRecord(Record):

@@ -11,7 +11,7 @@ from bcce.artifacts import LocalArtifactStore
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
 from bcce.errors import InfrastructureError, UsageError
-from bcce.records import RunRecord, RunStatus, StepRecord
+from bcce.records import RunRecord, RunStatus, StepRecord, current_step
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
 from bcce.workflow import Workflow
@@ -117,28 +117,17 @@ def follow(
 
 
 def summary(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any]:
-    """The machine-readable end of a run, for ``--json``."""
+    """The machine-readable form of a run and its steps (``--json``, run-state.json)."""
     return {
         "run_id": run.id,
         "workflow": run.workflow,
         "status": run.status.value,
-        "exit_code": int(run.status.exit_code),
+        "exit_code": int(run.status.exit_code) if run.status.terminal else None,
         "error": run.error,
         "run_dir": run.run_dir,
+        "current_step": current_step(steps),
         "duration_seconds": (
             round(run.finished_at - run.created_at, 3) if run.finished_at else None
         ),
-        "steps": [
-            {
-                "id": s.id,
-                "type": s.type,
-                "status": s.status.value,
-                "attempts": s.attempts,
-                "exit_code": s.exit_code,
-                "duration_seconds": s.duration_seconds,
-                "continued": s.continued,
-                "error": s.error,
-            }
-            for s in steps
-        ],
+        "steps": [s.model_dump(mode="json") for s in steps],
     }

@@ -233,6 +233,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                 "duration_seconds": duration,
                 "error": outcome.error,
                 "continued": continued,
+                "artifacts": artifacts.listing(step_id),
             }
         ),
         {

@@ -62,6 +62,10 @@ def test_the_hello_example_runs_on_worker_processes_and_passes_output_on(
         "succeeded",
         "succeeded",
     ]
+    refs = steps["greet"]["artifacts"]
+    assert set(refs) == {"stdout.txt", "stderr.txt", "output.txt", "policy.json", "metrics.json"}
+    assert Path(refs["output.txt"]).read_text() == "hello from bcce\n"
+    assert state["current_step"] is None  # finished
     # the same steps ran on the worker processes, not in the CLI
     metrics = json.loads((run_dir / "greet" / "metrics.json").read_text())
     assert metrics["worker"].startswith("command-")
