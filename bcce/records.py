@@ -63,6 +63,7 @@ class StepStatus(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     DENIED = "denied"
+    CANCELLED = "cancelled"
 
 
 class Record(BaseModel):
@@ -115,6 +116,14 @@ class RunRecord(Record):
     run_dir: str
     step_ids: list[str]
     error: str | None = None
+    resumed_at: float | None = None
+    """When the run was last resumed; its deadline counts from here."""
+    resumes: int = 0
+
+    @property
+    def clock_start(self) -> float:
+        """Where ``env.max_runtime_seconds`` counts from: submission, or the last resume."""
+        return self.resumed_at or self.created_at
 
 
 def new_run_id(now: float | None = None) -> str:

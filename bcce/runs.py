@@ -11,7 +11,7 @@ from bcce.artifacts import LocalArtifactStore
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
 from bcce.errors import InfrastructureError, UsageError
-from bcce.records import RunRecord, RunStatus, StepRecord, current_step
+from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus, current_step
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
 from bcce.workflow import Workflow
@@ -94,10 +94,18 @@ def follow(
     *,
     poll_seconds: float,
     timeout: float | None = None,
+    after: str = "0-0",
+    stall_check: Callable[[], None] | None = None,
+    stall_seconds: float = 30.0,
 ) -> RunRecord:
-    """Feed the run's events to on_event until it ends; returns the final record."""
+    """Feed the run's events to on_event until it ends; returns the final record.
+
+    After ``stall_seconds`` without an event, and as often again, ``stall_check`` runs: it
+    raises (exit 7) when no worker is left to move the run on, instead of waiting forever.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
-    last = "0-0"
+    quiet_since = time.monotonic()
+    last = after
     while True:
         events = store.events(run_id, after=last, block_ms=int(poll_seconds * 1000))
         for entry_id, event in events:
@@ -105,15 +113,107 @@ def follow(
             on_event(event)
             if event.get("type") == "run.finished":
                 return store.run(run_id)
-        if not events:
+        if events:
+            quiet_since = time.monotonic()
+        else:
             run = store.run(run_id)
             if run.status.terminal:
                 return run
+            if stall_check is not None and time.monotonic() - quiet_since > stall_seconds:
+                stall_check()
+                quiet_since = time.monotonic()
         if deadline is not None and time.monotonic() > deadline:
             raise InfrastructureError(
                 f"gave up waiting for run {run_id} after {timeout:g}s; it goes on: "
                 f"`bcce workflow status {run_id}`"
             )
+
+
+def resubmit(
+    app: BcceCelery,
+    store: RunStore,
+    workflow: Workflow,
+    plan: Plan,
+    steps: list[StepRecord],
+) -> RunRecord:
+    """Continue an ended run from ``plan``'s first step: reset those steps, enqueue again.
+
+    Earlier steps and their artifacts stay as they are; attempts keep counting.
+    """
+    chain = to_chain(plan, app)
+    first = plan.steps[0].id
+    start = [s.id for s in steps].index(first)
+    fresh = [
+        s.model_copy(
+            update={
+                "status": StepStatus.PENDING,
+                "decision": None,
+                "error": None,
+                "exit_code": None,
+                "finished_at": None,
+                "duration_seconds": None,
+                "continued": False,
+            }
+        )
+        for s in steps[start:]
+    ]
+    now = time.time()
+
+    def reopen(run: RunRecord) -> RunRecord | None:
+        if not run.status.terminal or run.status == RunStatus.SUCCEEDED:
+            return None
+        return run.model_copy(
+            update={
+                "status": RunStatus.QUEUED,
+                "finished_at": None,
+                "error": None,
+                "resumed_at": now,
+                "resumes": run.resumes + 1,
+            }
+        )
+
+    run = store.reopen(plan.run_id, reopen, fresh, {"type": "run.resumed", "step": first})
+    if run is None:
+        raise UsageError(f"run {plan.run_id} changed while resuming it: try again")
+    try:
+        chain.apply_async()
+    except Exception as exc:
+        store.finish(run.id, RunStatus.FAILED, f"resume could not enqueue: {exc}")
+        raise InfrastructureError(f"could not enqueue run {run.id}: {exc}") from None
+    return run
+
+
+def resume_point(run: RunRecord, steps: list[StepRecord], start_at: str | None) -> str:
+    """The step a resume starts from: start_at, else the first step that did not succeed."""
+    if run.status == RunStatus.SUCCEEDED:
+        raise UsageError(f"run {run.id} succeeded: there is nothing to resume")
+    if not run.status.terminal:
+        raise UsageError(
+            f"run {run.id} is still {run.status.value}: wait for it, or "
+            f"`bcce workflow cancel {run.id}` first"
+        )
+    if start_at is not None:
+        if start_at not in run.step_ids:
+            raise UsageError(
+                f"run {run.id} has no step {start_at!r}; steps: {', '.join(run.step_ids)}"
+            )
+        return start_at
+    for step in steps:
+        if step.status != StepStatus.SUCCEEDED and not step.continued:
+            return step.id
+    return steps[-1].id
+
+
+def cancel(store: RunStore, run_id: str, who: str, reason: str | None) -> RunRecord:
+    """End a live run as cancelled; its gate denies what follows, workers stop its step."""
+    text = f"cancelled by {who}" + (f": {reason}" if reason else "")
+    if not store.finish(run_id, RunStatus.CANCELLED, text):
+        run = store.run(run_id)
+        raise UsageError(f"run {run_id} already ended ({run.status.value}): nothing to cancel")
+    run, steps = store.run_with_steps(run_id)
+    if Path(run.run_dir).is_dir():  # same host or shared volume; workers refresh it too
+        LocalArtifactStore(Path(run.run_dir)).mirror(run, steps)
+    return run
 
 
 def summary(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any]:

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     worker_check_timeout: float = Field(
         default=1.0, gt=0, description="Seconds to wait for workers to answer before a run."
     )
+    stall_check_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="While waiting, how long without news before checking workers are alive.",
+    )
     wait_poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between progress reads while waiting."
     )

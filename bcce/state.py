@@ -131,6 +131,17 @@ class RunStore:
         data: dict[str, Any] = json.loads(raw)
         return data
 
+    def statuses(self, run_ids: list[str]) -> dict[str, RunStatus | None]:
+        """Each run's status in one round trip; None for a run that no longer exists."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hget(run_key(run_id), "record")
+            raws = pipe.execute()
+        return {
+            run_id: None if raw is None else RunRecord.model_validate_json(raw).status
+            for run_id, raw in zip(run_ids, raws, strict=True)
+        }
+
     def step(self, run_id: str, step_id: str) -> StepRecord:
         """One step's record."""
         raw = self.client.hget(steps_key(run_id), step_id)
@@ -222,6 +233,38 @@ class RunStore:
                     pipe.expire(key, self.ttl_seconds)
                 pipe.execute()
         return ended
+
+    def reopen(
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord | None],
+        steps: list[StepRecord],
+        event: Event,
+    ) -> RunRecord | None:
+        """Make an ended run live again (resume): new record, reset steps, no expiry."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(run_key(run_id))
+            raw = pipe.hget(run_key(run_id), "record")
+            if raw is None:
+                raise NotFound(f"no run {run_id!r} in the run store (it may have expired)")
+            new = change(RunRecord.model_validate_json(raw))
+            if new is None:
+                pipe.unwatch()
+                return None
+            pipe.multi()
+            pipe.hset(run_key(run_id), "record", new.model_dump_json())
+            if steps:
+                pipe.hset(steps_key(run_id), mapping={s.id: s.model_dump_json() for s in steps})
+            for key in (run_key(run_id), steps_key(run_id), events_key(run_id)):
+                pipe.persist(key)
+            self._emit(pipe, run_id, event)
+            pipe.execute()
+        return new
+
+    def last_event_id(self, run_id: str) -> str:
+        """The id of the run's newest event ("0-0" when it has none), to follow from there."""
+        newest = self.client.xrevrange(events_key(run_id), count=1)
+        return str(newest[0][0]) if newest else "0-0"
 
     def emit(self, run_id: str, event: Event) -> None:
         """Append an event to the run's stream."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -50,6 +51,8 @@ class StepContext:
     """Text of an earlier step's ``output.txt``, by step id."""
     output_path: Callable[[str], Path]
     """Path of an earlier step's ``output.txt``, by step id."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set when the run ends (cancelled, deadline) while the step runs: stop promptly."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class StepOutcome:
     exit_code: int | None = None
     error: str | None = None
     timed_out: bool = False
+    cancelled: bool = False
+    """Stopped because ``ctx.cancel`` was set."""
     metrics: Mapping[str, Any] = field(default_factory=dict)
 
 

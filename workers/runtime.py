@@ -15,6 +15,7 @@ from bcce.records import RunRecord
 from bcce.state import RunStore
 from bcce.steptypes import Executor, StepType
 from bcce.workflow import Workflow
+from workers.cancel import CancelWatch
 
 if TYPE_CHECKING:
     from bcce.celery_app import BcceCelery
@@ -45,6 +46,7 @@ class Runtime:
         self.store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
         self.limits = policy.Limits.of(settings)
         self.output_cap_bytes = settings.output_cap_bytes
+        self.cancel_watch = CancelWatch(self.store)
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
 

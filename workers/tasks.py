@@ -37,6 +37,10 @@ class StepFailed(Exception):
     """Raised when a step failed and the run stops; stops the chain."""
 
 
+class StepCancelled(Exception):
+    """Raised when a step was stopped because its run ended meanwhile; stops the chain."""
+
+
 def register(app: BcceCelery) -> None:
     """Register the gate and one step task per step type on app."""
 
@@ -54,9 +58,12 @@ def register(app: BcceCelery) -> None:
     options: dict[str, Any] = {"bind": True, "shared": False, "ignore_result": True}
     app.task(name=POLICY_TASK, throws=(StepDenied,), **options)(policy_check)
     for kind in app.step_types.values():
-        app.task(name=kind.task_name, max_retries=None, throws=(StepDenied, StepFailed), **options)(
-            step
-        )
+        app.task(
+            name=kind.task_name,
+            max_retries=None,
+            throws=(StepDenied, StepFailed, StepCancelled),
+            **options,
+        )(step)
 
 
 @contextmanager
@@ -68,7 +75,7 @@ def _fail_run_on_crash(app: BcceCelery, task: Task, run_id: str, step_id: str) -
     """
     try:
         yield
-    except (StepDenied, StepFailed, Retry):
+    except (StepDenied, StepFailed, StepCancelled, Retry):
         raise
     except Exception as exc:
         reason = f"{task.name} crashed on {task.request.hostname}: {type(exc).__name__}: {exc}"
@@ -89,7 +96,7 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
         workflow.step(step_id),
         rt.limits,
         run_active=not run.status.terminal,
-        elapsed_seconds=time.time() - run.created_at,
+        elapsed_seconds=time.time() - run.clock_start,
     )
     status = StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED
     if record.status == StepStatus.SUCCEEDED:
@@ -110,7 +117,9 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
         return {"run_id": run_id, "step_id": step_id, "allowed": True}
     log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
     rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
-    if not run.status.terminal:
+    if run.status.terminal:
+        rt.mirror(run_id)  # ended elsewhere (cancel): refresh the file copy where steps run
+    else:
         ended = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
         _finish(rt, run_id, ended, f"step {step_id} denied: {decision.reason}")
     raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
@@ -121,6 +130,14 @@ def _worker_name(task: Task) -> str:
     # tracer reports only the machine's hostname for them.
     thread = threading.current_thread().name
     return thread if "@" in thread else str(task.request.hostname or "")
+
+
+def _execute(rt: Runtime, ctx: StepContext) -> StepOutcome:
+    try:
+        return executor(rt.types[ctx.step.type])(ctx)
+    except Exception as exc:
+        log.exception("run %s step %s: executor raised", ctx.run_id, ctx.step.id)
+        return StepOutcome(ok=False, error=f"executor raised {type(exc).__name__}: {exc}")
 
 
 def _started(run: RunRecord) -> RunRecord | None:
@@ -187,23 +204,23 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
     artifacts.write_json(step_id, "policy.json", record.decision)
     run_dir = Path(run.run_dir)
-    ctx = StepContext(
-        run_id=run_id,
-        step=step,
-        attempt=attempt,
-        timeout_seconds=decision.timeout_seconds,
-        workspace=Path(run.workspace),
-        step_dir=step_dir,
-        env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
-        output_cap_bytes=rt.output_cap_bytes,
-        read_output=lambda sid: (run_dir / sid / "output.txt").read_text("utf-8"),
-        output_path=lambda sid: run_dir / sid / "output.txt",
-    )
-    try:
-        outcome = executor(rt.types[step.type])(ctx)
-    except Exception as exc:
-        log.exception("run %s step %s: executor raised", run_id, step_id)
-        outcome = StepOutcome(ok=False, error=f"executor raised {type(exc).__name__}: {exc}")
+    with rt.cancel_watch.watching(run_id) as cancel:
+        outcome = _execute(
+            rt,
+            StepContext(
+                run_id=run_id,
+                step=step,
+                attempt=attempt,
+                timeout_seconds=decision.timeout_seconds,
+                workspace=Path(run.workspace),
+                step_dir=step_dir,
+                env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
+                output_cap_bytes=rt.output_cap_bytes,
+                read_output=lambda sid: (run_dir / sid / "output.txt").read_text("utf-8"),
+                output_path=lambda sid: run_dir / sid / "output.txt",
+                cancel=cancel,
+            ),
+        )
     finished = time.time()
     duration = finished - started
     artifacts.write_json(
@@ -219,10 +236,13 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     )
 
     status = StepStatus.SUCCEEDED
-    if not outcome.ok:
+    if outcome.cancelled:
+        status = StepStatus.CANCELLED
+    elif not outcome.ok:
         status = StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED
-    will_retry = not outcome.ok and attempt < step.max_attempts
-    continued = not outcome.ok and not will_retry and step.on_error == "continue"
+    failed = not outcome.ok and not outcome.cancelled
+    will_retry = failed and attempt < step.max_attempts
+    continued = failed and not will_retry and step.on_error == "continue"
     rt.store.put_step(
         run_id,
         record.model_copy(
@@ -251,6 +271,9 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         "run %s step %s attempt %d %s in %.3fs", run_id, step_id, attempt, status.value, duration
     )
 
+    if outcome.cancelled:
+        rt.mirror(run_id)  # the run ended elsewhere (cancel); its file copy is refreshed here
+        raise StepCancelled(f"{run_id} {step_id}: {outcome.error}")
     if will_retry:
         rt.mirror(run_id)
         raise task.retry(

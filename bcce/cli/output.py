@@ -52,6 +52,16 @@ class Reporter:
             f"{mode}) artifacts in {escape(run.run_dir)}"
         )
 
+    def resumed(self, run: RunRecord, step: str) -> None:
+        """The run was resumed."""
+        if self.as_json:
+            self.json({"type": "run.resumed", "run_id": run.id, "step": step})
+            return
+        self.line(
+            f"run [bold]{run.id}[/] ({escape(run.workflow)}) resumed from step {step}, "
+            f"artifacts in {escape(run.run_dir)}"
+        )
+
     def event(self, event: dict[str, Any]) -> None:
         """One event of the run's stream."""
         if self.as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -15,6 +16,9 @@ from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
 from bcce.settings import Settings
 from bcce.state import RunStore
+
+if TYPE_CHECKING:
+    from bcce.celery_app import BcceCelery
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -119,49 +123,180 @@ def run(
             "run lives only as long as this process"
         )
 
-    from bcce.celery_app import make_app
-    from bcce.runs import check_workers, follow, run_dir_for, submit, summary
+    from bcce.runs import check_workers, run_dir_for, submit
 
     plan.require_runnable()
     workspace = workspace.resolve()
     run_dir = run_dir_for(workflow, settings, workspace, run_id)
-    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
-    store.ping(settings.effective_state_url)
+    store = _store(settings)
     if settings.embedded:
         from workers.app import build  # embedded runs are their own workers
-
-        app = build(settings)
-    else:
-        app = make_app(settings, types)
-
-    def go() -> RunRecord:
-        record = submit(app, store, workflow, plan, workspace, run_dir)
-        if not wait:
-            click.echo(record.id)
-            return record
-        reporter.submitted(record, "embedded" if settings.embedded else "distributed")
-        return follow(
-            store, run_id, reporter.event, poll_seconds=settings.wait_poll_seconds, timeout=timeout
-        )
-
-    if settings.embedded:
         from workers.embedded import embedded_workers
 
+        app = build(settings)
         with embedded_workers(app, plan.queues):
             try:
-                final = go()
+                record = submit(app, store, workflow, plan, workspace, run_dir)
+                reporter.submitted(record, "embedded")
+                final = _wait(store, settings, run_id, reporter, timeout)
             except BaseException as exc:
                 _end_embedded(store, run_id, exc)
                 raise
     else:
+        from bcce.celery_app import make_app
+
+        app = make_app(settings, types)
         if not no_worker_check:
             check_workers(app, plan.queues, settings.worker_check_timeout)
-        final = go()
-    if not wait:
-        return
-    steps = store.steps(run_id)
+        record = submit(app, store, workflow, plan, workspace, run_dir)
+        if not wait:
+            click.echo(record.id)
+            return
+        reporter.submitted(record, "distributed")
+        final = _wait(store, settings, run_id, reporter, timeout, app, plan.queues)
+    _end(store, final, reporter)
+
+
+def _store(settings: Settings) -> RunStore:
+    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+    store.ping(settings.effective_state_url)
+    return store
+
+
+def _wait(
+    store: RunStore,
+    settings: Settings,
+    run_id: str,
+    reporter: Reporter,
+    timeout: float | None,
+    app: BcceCelery | None = None,
+    queues: list[str] | None = None,
+    after: str = "0-0",
+) -> RunRecord:
+    """Follow the run to its end; in distributed mode, notice when no worker is left."""
+    from bcce.runs import check_workers, follow
+
+    def stall_check() -> None:
+        assert app is not None and queues is not None
+        check_workers(app, queues, settings.worker_check_timeout)
+
+    return follow(
+        store,
+        run_id,
+        reporter.event,
+        poll_seconds=settings.wait_poll_seconds,
+        timeout=timeout,
+        after=after,
+        stall_check=stall_check if app else None,
+        stall_seconds=settings.stall_check_seconds,
+    )
+
+
+def _end(store: RunStore, final: RunRecord, reporter: Reporter) -> NoReturn:
+    from bcce.runs import summary
+
+    steps = store.steps(final.id)
     reporter.finished(final, steps, summary(final, steps))
     raise SystemExit(int(final.status.exit_code))
+
+
+@group.command("resume")
+@click.argument("run_id")
+@click.option(
+    "--from",
+    "start_at",
+    default=None,
+    metavar="STEP",
+    help="Start from this step (default: the first that did not succeed).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Follow the run and exit with its code, or print the run id and exit 0.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+@click.option(
+    "--no-worker-check",
+    is_flag=True,
+    help="Enqueue without checking that a live worker consumes every queue.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop waiting after this long (exit 7; the run goes on).",
+)
+@broker_option
+def resume(
+    run_id: str,
+    start_at: str | None,
+    wait: bool,
+    as_json: bool,
+    no_worker_check: bool,
+    timeout: float | None,
+    broker: str | None,
+) -> None:
+    """Continue an ended run from its first unfinished step (or --from STEP).
+
+    The stored workflow snapshot is used, earlier steps and their artifacts are kept, and
+    the run's deadline counts again from now.
+    """
+    from bcce.celery_app import make_app
+    from bcce.compiler import compile_plan
+    from bcce.loader import from_snapshot
+    from bcce.runs import check_workers, resubmit, resume_point
+    from bcce.steptypes import registry
+
+    settings = settings_for(broker)
+    if settings.embedded:
+        raise UsageError(
+            "resume needs a broker (BCCE_BROKER_URL or --broker): an embedded "
+            "run keeps no run store once its process ends"
+        )
+    store = _store(settings)
+    run, steps = store.run_with_steps(run_id)
+    start = resume_point(run, steps, start_at)
+    types = registry()
+    workflow = from_snapshot(store.snapshot(run_id), types)
+    plan = compile_plan(workflow, types, policy.Limits.of(settings), run_id, start_at=start)
+    plan.require_runnable()
+    app = make_app(settings, types)
+    if not no_worker_check:
+        check_workers(app, plan.queues, settings.worker_check_timeout)
+    after = store.last_event_id(run_id)
+    record = resubmit(app, store, workflow, plan, steps)
+    if not wait:
+        click.echo(record.id)
+        return
+    reporter = Reporter(as_json)
+    reporter.resumed(record, start)
+    _end(
+        store, _wait(store, settings, run_id, reporter, timeout, app, plan.queues, after), reporter
+    )
+
+
+@group.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default=None, help="Recorded with the run.")
+@broker_option
+def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
+    """Cancel a run: no further step passes the gate, the step in flight is stopped."""
+    import getpass
+    import socket
+
+    from bcce.runs import cancel as cancel_run
+
+    settings = settings_for(broker)
+    if settings.embedded:
+        raise UsageError(
+            "an embedded run lives in the process running it: press Ctrl-C there "
+            "(cancel needs BCCE_BROKER_URL or --broker)"
+        )
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    cancel_run(_store(settings), run_id, who, reason)
+    click.echo(f"run {run_id} cancelled; a step in flight stops within a few seconds")
 
 
 @group.command("status")

@@ -39,6 +39,7 @@ def execute(ctx: StepContext) -> StepOutcome:
             stdout_path=stdout,
             stderr_path=stderr,
             output_cap_bytes=ctx.output_cap_bytes,
+            cancel=ctx.cancel,
         )
     except CommandError as exc:
         return _failed(ctx, str(exc))
@@ -52,7 +53,9 @@ def execute(ctx: StepContext) -> StepOutcome:
         "stdout_truncated": result.stdout_truncated,
         "stderr_truncated": result.stderr_truncated,
     }
-    if result.timed_out:
+    if result.cancelled:
+        error = "stopped because the run ended; its process group was killed"
+    elif result.timed_out:
         error = f"timed out after {ctx.timeout_seconds:g}s; its process group was killed"
     elif result.exit_code is None:
         error = f"killed by signal {result.signal}"
@@ -65,6 +68,7 @@ def execute(ctx: StepContext) -> StepOutcome:
         exit_code=result.exit_code,
         error=error,
         timed_out=result.timed_out,
+        cancelled=result.cancelled,
         metrics=metrics,
     )
 
