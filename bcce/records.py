@@ -89,6 +89,7 @@ class StepRecord(Record):
     continued: bool = False
     """Failed, and the run went on because of ``on_error: continue``."""
     decision: dict[str, Any] | None = None
+    decided_at: float | None = None
     redeliveries: int = 0
     """Deliveries that found the step already done and did nothing."""
     artifacts: dict[str, str] = {}

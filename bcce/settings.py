@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     worker_check_timeout: float = Field(
         default=1.0, gt=0, description="Seconds to wait for workers to answer before a run."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus /metrics (unset: no metrics server).",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="prometheus_client multiprocess directory (default: a fresh temp dir).",
+    )
     stall_check_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -52,6 +52,15 @@ def events_key(run_id: str) -> str:
     return f"{PREFIX}:run:{run_id}:events"
 
 
+def broker_queue_keys(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue's messages in, one per priority step.
+
+    kombu's naming (``kombu.transport.redis``: ``<queue>\\x06\\x16<priority>``), here so
+    metrics can read queue depth.
+    """
+    return [queue] + [f"{queue}\x06\x16{step}" for step in (3, 6, 9)]
+
+
 def connect(url: str) -> redis.Redis:
     """A Redis client for url; ``memory://`` is an in-process Redis shared by this process."""
     if url == EMBEDDED_STATE_URL:

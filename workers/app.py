@@ -16,8 +16,13 @@ from workers.tasks import register
 
 def build(settings: Settings | None = None) -> BcceCelery:
     """A Celery app with every bcce task registered."""
-    app = make_app(settings or Settings(), registry())
+    settings = settings or Settings()
+    app = make_app(settings, registry())
     register(app)
+    if settings.metrics_port is not None and not settings.embedded:
+        from workers import metrics
+
+        metrics.setup(app, settings, settings.metrics_port)
     return app
 
 

@@ -23,6 +23,7 @@ from bcce import policy
 from bcce.celery_app import BcceCelery
 from bcce.records import RunRecord, RunStatus, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
+from workers import metrics
 from workers.runtime import Runtime, executor, runtime, step_env
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,12 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     status = StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED
     if record.status == StepStatus.SUCCEEDED:
         status = record.status  # a redelivered gate never un-does a finished step
+    metrics.get().decisions.labels(decision.rule, "allow" if decision.allowed else "deny").inc()
     rt.store.put_step(
         run_id,
-        record.model_copy(update={"decision": decision.to_json(), "status": status}),
+        record.model_copy(
+            update={"decision": decision.to_json(), "status": status, "decided_at": time.time()}
+        ),
         {
             "type": "step.allowed" if decision.allowed else "step.denied",
             "step": step_id,
@@ -149,6 +153,7 @@ def _started(run: RunRecord) -> RunRecord | None:
 def _finish(rt: Runtime, run_id: str, status: RunStatus, error: str | None = None) -> None:
     # run-state.json is refreshed when the run ends (and on retries), not after every step.
     if rt.store.finish(run_id, status, error):
+        metrics.get().runs.labels(status.value).inc()
         rt.mirror(run_id)
 
 
@@ -267,6 +272,12 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
             "continued": continued,
         },
     )
+    kind = rt.types[step.type]
+    recorded = metrics.get()
+    recorded.steps.labels(kind.name, kind.queue, status.value).inc()
+    recorded.step_duration.labels(kind.name, kind.queue).observe(duration)
+    if record.decided_at is not None:
+        recorded.queue_wait.labels(kind.queue).observe(max(0.0, started - record.decided_at))
     log.info(
         "run %s step %s attempt %d %s in %.3fs", run_id, step_id, attempt, status.value, duration
     )

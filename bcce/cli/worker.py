@@ -48,6 +48,12 @@ SHORT_POOL_PREFETCH = 4
     show_default=True,
     help="Celery execution pool.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus /metrics on this port (default BCCE_METRICS_PORT; unset: off).",
+)
 @broker_option
 def command(
     pools: tuple[str, ...],
@@ -55,6 +61,7 @@ def command(
     loglevel: str,
     hostname: str | None,
     impl: str,
+    metrics_port: int | None,
     broker: str | None,
 ) -> None:
     """Start a worker for the given pools (needs BCCE_BROKER_URL or --broker)."""
@@ -64,6 +71,8 @@ def command(
             "bcce worker needs a broker: set BCCE_BROKER_URL or pass --broker "
             "redis://HOST:6379/0 (embedded runs start their own workers)"
         )
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port})
     types = registry()
     known = queues(types)
     for pool in pools:
