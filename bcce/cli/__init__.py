@@ -34,10 +34,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bcce.cli import plugin, worker, workflow
+    from bcce.cli import flower, plugin, worker, workflow
 
     cli.add_command(workflow.group)
     cli.add_command(worker.command)
+    cli.add_command(flower.command)
     cli.add_command(plugin.group)
 
 
