@@ -34,8 +34,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bcce.cli import flower, plugin, worker, workflow
+    from bcce.cli import flower, logs, plugin, worker, workflow
 
+    workflow.group.add_command(logs.logs)
     cli.add_command(workflow.group)
     cli.add_command(worker.command)
     cli.add_command(flower.command)

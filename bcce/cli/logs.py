@@ -28,7 +28,9 @@ FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT, StepS
 @click.option(
     "--follow", "-f", is_flag=True, help="Keep printing events until the run ends (needs a broker)."
 )
-@click.option("--step", "step_id", metavar="ID", default=None, help="Only this step's events.")
+@click.option(
+    "--step", "step_id", metavar="ID", default=None, help="Only this step's events and output."
+)
 @click.option("--json", "as_json", is_flag=True, help="Events as JSON lines.")
 @click.option(
     "--output/--no-output",
@@ -58,8 +60,8 @@ def logs(
 
     With a broker the events come from the run's stream in Redis; --follow waits for more
     until the run ends. Embedded runs (no broker) keep no stream once they end: their events
-    are rebuilt from .bcce_runs/RUN_ID/run-state.json (one per step and status, without
-    retries), and they cannot be followed from another process.
+    are rebuilt from RUN_ID/run-state.json in BCCE_RUNS_DIR (default .bcce_runs), one per
+    step and status reached, and they cannot be followed from another process.
 
     Exits with the run's code once it ended, else 0.
     """

@@ -10,7 +10,7 @@ import click
 
 from bcce import policy
 from bcce.artifacts import LocalArtifactStore
-from bcce.cli.options import broker_option, parse_vars, settings_for, vars_option
+from bcce.cli.options import F, broker_option, parse_vars, settings_for, vars_option
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
@@ -55,6 +55,18 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
         raise WorkflowError(problems)
 
 
+def junit_option(fn: F) -> F:
+    """``--junit FILE``: write the run's steps as a JUnit report when it ends."""
+    decorated: F = click.option(
+        "--junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="Write a JUnit XML report of the steps when the run ends.",
+    )(fn)
+    return decorated
+
+
 @group.command("run")
 @click.argument("file", type=FILE)
 @vars_option
@@ -85,6 +97,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     metavar="SECONDS",
     help="Stop waiting after this long (exit 7; the run goes on).",
 )
+@junit_option
 @broker_option
 def run(
     file: Path,
@@ -95,6 +108,7 @@ def run(
     workspace: Path,
     no_worker_check: bool,
     timeout: float | None,
+    junit: Path | None,
     broker: str | None,
 ) -> None:
     """Compile FILE into a Celery chain and run it."""
@@ -117,6 +131,7 @@ def run(
     if dry_run:
         reporter.plan(plan)
         return
+    _check_junit(junit, wait)
     if settings.embedded and not wait:
         raise UsageError(
             "--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
@@ -154,7 +169,7 @@ def run(
             return
         reporter.submitted(record, "distributed")
         final = _wait(store, settings, run_id, reporter, timeout, app, plan.queues)
-    _end(store, final, reporter)
+    _end(store, final, reporter, junit)
 
 
 def _store(settings: Settings) -> RunStore:
@@ -192,12 +207,22 @@ def _wait(
     )
 
 
-def _end(store: RunStore, final: RunRecord, reporter: Reporter) -> NoReturn:
+def _end(store: RunStore, final: RunRecord, reporter: Reporter, junit: Path | None) -> NoReturn:
     from bcce.runs import summary
 
     steps = store.steps(final.id)
-    reporter.finished(final, steps, summary(final, steps))
+    data = summary(final, steps)
+    if junit is not None:
+        from bcce.junit import write_junit
+
+        write_junit(junit, data)
+    reporter.finished(final, steps, data)
     raise SystemExit(int(final.status.exit_code))
+
+
+def _check_junit(junit: Path | None, wait: bool) -> None:
+    if junit is not None and not wait:
+        raise UsageError("--junit needs --wait: the report is written when the run ends")
 
 
 @group.command("resume")
@@ -228,6 +253,7 @@ def _end(store: RunStore, final: RunRecord, reporter: Reporter) -> NoReturn:
     metavar="SECONDS",
     help="Stop waiting after this long (exit 7; the run goes on).",
 )
+@junit_option
 @broker_option
 def resume(
     run_id: str,
@@ -236,6 +262,7 @@ def resume(
     as_json: bool,
     no_worker_check: bool,
     timeout: float | None,
+    junit: Path | None,
     broker: str | None,
 ) -> None:
     """Continue an ended run from its first unfinished step (or --from STEP).
@@ -272,9 +299,8 @@ def resume(
         return
     reporter = Reporter(as_json)
     reporter.resumed(record, start)
-    _end(
-        store, _wait(store, settings, run_id, reporter, timeout, app, plan.queues, after), reporter
-    )
+    final = _wait(store, settings, run_id, reporter, timeout, app, plan.queues, after)
+    _end(store, final, reporter, junit)
 
 
 @group.command("cancel")

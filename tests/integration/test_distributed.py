@@ -385,3 +385,38 @@ def test_a_task_that_crashes_ends_its_run_as_failed_instead_of_leaving_it_runnin
     assert ended.status == RunStatus.FAILED
     assert "bcce.policy.check crashed" in (ended.error or "")
     assert "not_installed_here" in (ended.error or "")
+
+
+def test_run_writes_a_junit_report_that_ci_reads_as_one_failure_and_one_skip(
+    workers: Workers, tmp_path: Path
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    wf = write(
+        tmp_path,
+        """
+        version: 1
+        workflow: reported
+        steps:
+          - id: fine
+            type: cmd
+            command: "true"
+          - id: broken
+            type: cmd
+            command: "false"
+          - id: never
+            type: cmd
+            command: "true"
+    """,
+    )
+    report = tmp_path / "reports" / "bcce.xml"
+    result = run(workers, tmp_path, wf, "--junit", str(report))
+    assert result.code == 1
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["broken"].find("failure") is not None
+    assert cases["never"].find("skipped") is not None
+    no_wait = run(workers, tmp_path, wf, "--junit", str(report), "--no-wait")
+    assert no_wait.code == 2

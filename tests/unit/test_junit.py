@@ -67,7 +67,8 @@ def case(suite: ET.Element, name: str) -> ET.Element:
 def test_a_succeeded_run_is_one_passing_testcase_per_step_with_run_properties() -> None:
     suite = parse(
         run_of(
-            RunStatus.SUCCEEDED, [step("build", StepStatus.SUCCEEDED), step("test", "succeeded")]
+            RunStatus.SUCCEEDED,
+            [step("build", StepStatus.SUCCEEDED), step("test", StepStatus.SUCCEEDED)],
         )
     )
     assert suite.get("name") == "Build & test"
@@ -165,7 +166,7 @@ def test_a_failure_the_run_continued_past_still_fails_its_testcase_and_says_so()
 
 
 def test_control_characters_and_markup_in_an_error_give_valid_xml_without_them() -> None:
-    nasty = "bad\x00\x07\x1b byte <tag> & \"quote\" ]]> \ufffe\nsecond line"
+    nasty = 'bad\x00\x07\x1b byte <tag> & "quote" ]]> \ufffe\nsecond line'
     data = run_of(
         RunStatus.FAILED,
         [step("build", StepStatus.FAILED, error=nasty, exit_code=1)],
