@@ -90,6 +90,8 @@ class StepRecord(Record):
     """Failed, and the run went on because of ``on_error: continue``."""
     decision: dict[str, Any] | None = None
     decided_at: float | None = None
+    grant: dict[str, Any] | None = None
+    """The gate's signed grant (see ``bcce.gate``); steps run only on a valid one."""
     redeliveries: int = 0
     """Deliveries that found the step already done and did nothing."""
     artifacts: dict[str, str] = {}

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     worker_check_timeout: float = Field(
         default=1.0, gt=0, description="Seconds to wait for workers to answer before a run."
     )
+    gate_private_key_file: Path | None = Field(
+        default=None, description="Ed25519 key the policy pool signs grants with (PEM)."
+    )
+    gate_public_keys: str | None = Field(
+        default=None,
+        description="Comma-separated PEM files of public keys whose grants steps accept.",
+    )
+    gate_grant_ttl_seconds: int = Field(
+        default=24 * 3600, gt=0, description="How long a grant may wait in a queue before use."
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=0,
@@ -76,6 +86,11 @@ class Settings(BaseSettings):
     def effective_state_url(self) -> str:
         """The run store's URL: explicit, else the broker, else the in-process store."""
         return self.state_url or self.broker_url or EMBEDDED_STATE_URL
+
+    @property
+    def gate_public_key_files(self) -> list[Path]:
+        """The public key files, from the comma-separated setting."""
+        return [Path(p.strip()) for p in (self.gate_public_keys or "").split(",") if p.strip()]
 
     @property
     def visibility_timeout(self) -> int:

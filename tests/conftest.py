@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -111,10 +112,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     proc.wait(10)
 
 
+def _gate_keys() -> tuple[Path, Path]:
+    from bcce.gate import generate
+
+    return generate(Path(tempfile.mkdtemp(prefix="bcce-test-keys-")))
+
+
+GATE_KEY, GATE_PUB = _gate_keys()
+
+
 def base_env(**extra: str) -> dict[str, str]:
-    """The environment for a bcce subprocess: no BCCE_* from the caller, plus extra."""
+    """The environment for a bcce subprocess: no BCCE_* from the caller, the test gate keys
+    (policy and step pools alike), plus extra."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BCCE_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["BCCE_GATE_PRIVATE_KEY_FILE"] = str(GATE_KEY)
+    env["BCCE_GATE_PUBLIC_KEYS"] = str(GATE_PUB)
     env.update(extra)
     return env
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bcce import loader, policy
 from bcce.artifacts import LocalArtifactStore
+from bcce.gate import GateKeys, keys_for
 from bcce.records import RunRecord
 from bcce.state import RunStore
 from bcce.steptypes import Executor, StepType
@@ -47,8 +48,15 @@ class Runtime:
         self.limits = policy.Limits.of(settings)
         self.output_cap_bytes = settings.output_cap_bytes
         self.cancel_watch = CancelWatch(self.store)
+        self.grant_ttl_seconds = settings.gate_grant_ttl_seconds
+        self._settings = settings
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def keys(self) -> GateKeys:
+        """Gate keys, loaded on first use (a key problem fails the task, and so the run)."""
+        return keys_for(self._settings)
 
     def workflow(self, run_id: str) -> Workflow:
         """The run's workflow; snapshots never change, so each is parsed once a process."""

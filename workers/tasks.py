@@ -21,6 +21,7 @@ from celery.exceptions import Retry
 
 from bcce import policy
 from bcce.celery_app import BcceCelery
+from bcce.gate import GrantRefused
 from bcce.records import RunRecord, RunStatus, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from workers import metrics
@@ -92,13 +93,20 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     rt = runtime(app)
     run, record = rt.store.step_of_run(run_id, step_id)
     workflow = rt.workflow(run_id)
+    step = workflow.step(step_id)
     decision = policy.decide(
         workflow,
-        workflow.step(step_id),
+        step,
         rt.limits,
         run_active=not run.status.terminal,
         elapsed_seconds=time.time() - run.clock_start,
     )
+    grant = None
+    if decision.allowed:
+        try:
+            grant = rt.keys.sign(decision, run_id, step, time.time(), rt.grant_ttl_seconds)
+        except GrantRefused as exc:  # fail closed: no key, no grant
+            decision = policy.Decision(False, "gate_key", str(exc), decision.timeout_seconds)
     status = StepStatus.ALLOWED if decision.allowed else StepStatus.DENIED
     if record.status == StepStatus.SUCCEEDED:
         status = record.status  # a redelivered gate never un-does a finished step
@@ -106,7 +114,12 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     rt.store.put_step(
         run_id,
         record.model_copy(
-            update={"decision": decision.to_json(), "status": status, "decided_at": time.time()}
+            update={
+                "decision": decision.to_json(),
+                "grant": grant,
+                "status": status,
+                "decided_at": time.time(),
+            }
         ),
         {
             "type": "step.allowed" if decision.allowed else "step.denied",
@@ -177,11 +190,18 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         log.info("run %s step %s skipped: run is %s", run_id, step_id, run.status.value)
         task.request.chain = None
         return {**done, "status": "skipped"}
-    if not (record.decision and record.decision.get("allowed")):
-        reason = "no allow decision from bcce.policy.check was recorded"
-        _finish(rt, run_id, RunStatus.DENIED, f"step {step_id} refused: {reason}")
-        raise StepDenied(f"{run_id} {step_id}: {reason}")
-    decision = policy.Decision.from_json(record.decision)
+    try:
+        # What runs is what the gate signed for: its timeout, this run, this step, this spec.
+        decision = rt.keys.verify(record.grant, run_id, step, time.time())
+    except GrantRefused as exc:
+        log.warning("run %s step %s refused: %s", run_id, step_id, exc)
+        rt.store.put_step(
+            run_id,
+            record.model_copy(update={"status": StepStatus.DENIED, "error": f"refused: {exc}"}),
+            {"type": "step.refused", "step": step_id, "reason": str(exc)},
+        )
+        _finish(rt, run_id, RunStatus.DENIED, f"step {step_id} refused: {exc}")
+        raise StepDenied(f"{run_id} {step_id}: {exc}") from None
 
     attempt = record.attempts + 1
     started = time.time()
@@ -207,7 +227,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     artifacts = rt.artifacts(run)
     step_dir = artifacts.step_dir(step_id)
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
-    artifacts.write_json(step_id, "policy.json", record.decision)
+    artifacts.write_json(step_id, "policy.json", {**(record.decision or {}), "grant": record.grant})
     run_dir = Path(run.run_dir)
     with rt.cancel_watch.watching(run_id) as cancel:
         outcome = _execute(

@@ -34,13 +34,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bcce.cli import flower, logs, plugin, worker, workflow
+    from bcce.cli import diagram, flower, keys, logs, plugin, worker, workflow
 
     workflow.group.add_command(logs.logs)
+    workflow.group.add_command(diagram.command)
     cli.add_command(workflow.group)
     cli.add_command(worker.command)
     cli.add_command(flower.command)
     cli.add_command(plugin.group)
+    cli.add_command(keys.group)
 
 
 _register()

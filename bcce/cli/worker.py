@@ -6,10 +6,28 @@ import click
 
 from bcce.cli.options import broker_option, settings_for
 from bcce.errors import UsageError
+from bcce.settings import Settings
 from bcce.steptypes import POLICY_QUEUE, did_you_mean, queues, registry
 
 # The gate's tasks are short, so its workers may prefetch; step pools take one at a time.
 SHORT_POOL_PREFETCH = 4
+
+
+def _check_keys(settings: Settings, pools: list[str]) -> None:
+    """Refuse to start a pool that could not sign or verify grants (it would fail closed)."""
+    from bcce.gate import keys_for
+
+    keys = keys_for(settings)
+    if POLICY_QUEUE in pools and keys.private is None:
+        raise UsageError(
+            "the policy pool signs grants: set BCCE_GATE_PRIVATE_KEY_FILE "
+            "(make a pair with `bcce keys generate`)"
+        )
+    if any(p != POLICY_QUEUE for p in pools) and not keys.public:
+        raise UsageError(
+            "step pools run only what the gate signed: set BCCE_GATE_PUBLIC_KEYS "
+            "to the gate's public key file (`bcce keys generate`)"
+        )
 
 
 @click.command("worker")
@@ -81,6 +99,7 @@ def command(
                 f"unknown pool {pool!r}{did_you_mean(pool, known)}; pools: {', '.join(known)}"
             )
     selected = list(dict.fromkeys(pools))
+    _check_keys(settings, selected)
     prefetch = SHORT_POOL_PREFETCH if selected == [POLICY_QUEUE] else 1
     argv = [
         "worker",
