@@ -106,7 +106,7 @@ def test_a_workflow_edited_in_redis_after_the_gate_is_refused(
     # after it: either the gate judges the new spec, or the grant no longer matches it.
     wait_for(lambda: store.step(run_id, "wait").status.value == "running", what="step one")
     store.client.hset(
-        f"bcce:run:{run_id}",
+        run_key(run_id),
         "snapshot",
         json.dumps(
             {
