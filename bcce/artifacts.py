@@ -16,6 +16,8 @@ from typing import Any
 from bcce.records import RunRecord, StepRecord, current_step
 
 RUN_STATE = "run-state.json"
+STDOUT, STDERR, OUTPUT = "stdout.txt", "stderr.txt", "output.txt"
+POLICY, METRICS = "policy.json", "metrics.json"
 
 
 class LocalArtifactStore:
@@ -56,10 +58,12 @@ class LocalArtifactStore:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / RUN_STATE, json.dumps(state, indent=2) + "\n")
 
-    def read_state(self) -> dict[str, Any]:
-        """The mirrored run state."""
-        data: dict[str, Any] = json.loads((self.run_dir / RUN_STATE).read_text("utf-8"))
-        return data
+    def read_state(self) -> tuple[RunRecord, list[StepRecord]]:
+        """The run and its steps as last mirrored to run-state.json."""
+        state: dict[str, Any] = json.loads((self.run_dir / RUN_STATE).read_text("utf-8"))
+        raw_steps = state.get("steps")
+        steps = [StepRecord.model_validate(s) for s in raw_steps or []]
+        return RunRecord.model_validate(state), steps
 
 
 def write_atomic(path: Path, text: str) -> None:

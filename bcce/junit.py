@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bcce.artifacts import write_atomic
+from bcce.artifacts import STDERR, STDOUT, write_atomic
 
 RUN_CASE = "(run)"
 """Name of the extra testcase for a run that failed outside any step (not a valid step id)."""
-OUTPUT_FILES = ("stdout.txt", "stderr.txt")
+OUTPUT_FILES = (STDOUT, STDERR)
 MESSAGE_CHARS = 500
 
 # Characters XML 1.0 does not allow anywhere, even escaped.

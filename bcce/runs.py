@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bcce.artifacts import LocalArtifactStore
+from bcce.artifacts import RUN_STATE, LocalArtifactStore
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
-from bcce.errors import InfrastructureError, UsageError
+from bcce.errors import InfrastructureError, NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus, current_step
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
@@ -214,6 +214,33 @@ def cancel(store: RunStore, run_id: str, who: str, reason: str | None) -> RunRec
     if Path(run.run_dir).is_dir():  # same host or shared volume; workers refresh it too
         LocalArtifactStore(Path(run.run_dir)).mirror(run, steps)
     return run
+
+
+def load_run(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
+    """A run and its steps: from the run store, or in embedded mode from run-state.json."""
+    if not settings.embedded:
+        store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
+        store.ping(settings.effective_state_url)
+        return store.run_with_steps(run_id)
+    local = LocalArtifactStore(settings.runs_dir / run_id)
+    if "/" in run_id or run_id in (".", "..") or not (local.run_dir / RUN_STATE).is_file():
+        raise NotFound(
+            f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are kept only on disk; "
+            "pass --broker for a distributed run)"
+        )
+    return local.read_state()
+
+
+def runs_on_disk(settings: Settings, limit: int, wanted: RunStatus | None) -> list[RunRecord]:
+    """Embedded runs found under the runs folder, newest first."""
+    runs = []
+    for path in sorted(settings.runs_dir.glob(f"*/{RUN_STATE}"), reverse=True):
+        run, _ = LocalArtifactStore(path.parent).read_state()
+        if wanted is None or run.status == wanted:
+            runs.append(run)
+        if len(runs) >= limit:
+            break
+    return runs
 
 
 def summary(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any]:

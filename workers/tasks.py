@@ -20,6 +20,7 @@ from celery import Task
 from celery.exceptions import Retry
 
 from bcce import policy
+from bcce.artifacts import METRICS, OUTPUT, POLICY
 from bcce.celery_app import BcceCelery
 from bcce.gate import GrantRefused
 from bcce.records import RunRecord, RunStatus, StepStatus
@@ -133,7 +134,7 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     if decision.allowed:
         return {"run_id": run_id, "step_id": step_id, "allowed": True}
     log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
-    rt.artifacts(run).write_json(step_id, "policy.json", decision.to_json())
+    rt.artifacts(run).write_json(step_id, POLICY, decision.to_json())
     if run.status.terminal:
         rt.mirror(run_id)  # ended elsewhere (cancel): refresh the file copy where steps run
     else:
@@ -227,7 +228,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     artifacts = rt.artifacts(run)
     step_dir = artifacts.step_dir(step_id)
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
-    artifacts.write_json(step_id, "policy.json", {**(record.decision or {}), "grant": record.grant})
+    artifacts.write_json(step_id, POLICY, {**(record.decision or {}), "grant": record.grant})
     run_dir = Path(run.run_dir)
     with rt.cancel_watch.watching(run_id) as cancel:
         outcome = _execute(
@@ -241,8 +242,8 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                 step_dir=step_dir,
                 env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
                 output_cap_bytes=rt.output_cap_bytes,
-                read_output=lambda sid: (run_dir / sid / "output.txt").read_text("utf-8"),
-                output_path=lambda sid: run_dir / sid / "output.txt",
+                read_output=lambda sid: (run_dir / sid / OUTPUT).read_text("utf-8"),
+                output_path=lambda sid: run_dir / sid / OUTPUT,
                 cancel=cancel,
             ),
         )
@@ -250,7 +251,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     duration = finished - started
     artifacts.write_json(
         step_id,
-        "metrics.json",
+        METRICS,
         {
             "attempt": attempt,
             "duration_seconds": round(duration, 6),

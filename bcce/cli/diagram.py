@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -96,21 +95,6 @@ def _run_id(target: str) -> str:
 
 def _run(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
     """The run and its steps, from the run store, or from run-state.json in embedded mode."""
-    if settings.embedded:
-        from bcce.artifacts import RUN_STATE
+    from bcce.runs import load_run
 
-        path = settings.runs_dir / run_id / RUN_STATE
-        if not path.is_file():
-            raise NotFound(
-                f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
-                "kept only on disk; pass --broker for a distributed run)"
-            )
-        state = json.loads(path.read_text("utf-8"))
-        return RunRecord.model_validate(state), [
-            StepRecord.model_validate(s) for s in state.get("steps", [])
-        ]
-    from bcce.state import RunStore
-
-    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
-    store.ping(settings.effective_state_url)
-    return store.run_with_steps(run_id)
+    return load_run(settings, run_id)

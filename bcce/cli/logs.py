@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from bcce.artifacts import RUN_STATE
+from bcce.artifacts import STDERR, STDOUT
 from bcce.cli.options import broker_option, settings_for
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
@@ -19,7 +17,7 @@ from bcce.settings import Settings
 from bcce.state import Event, RunStore
 
 DEFAULT_LINES = 50
-STREAMS = ("stdout.txt", "stderr.txt")
+STREAMS = (STDOUT, STDERR)
 FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED)
 
 
@@ -173,7 +171,7 @@ def _show_output(reporter: Reporter, step: str, artifacts: dict[str, str], lines
                 }
             )
             continue
-        err = name == "stderr.txt"
+        err = name == STDERR
         if total > len(tail):
             click.echo(f"[{step}] ... {total - len(tail)} earlier lines in {where}", err=err)
         for line in tail:
@@ -200,16 +198,9 @@ def _check_step(run: RunRecord, step_id: str | None) -> None:
 
 
 def _embedded_run(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
-    path = settings.runs_dir / run_id / RUN_STATE
-    if not path.is_file():
-        raise NotFound(
-            f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are kept only on "
-            "disk; pass --broker for a distributed run)"
-        )
-    state: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    raw_steps = state.get("steps")
-    steps = [StepRecord.model_validate(s) for s in raw_steps] if isinstance(raw_steps, list) else []
-    return RunRecord.model_validate(state), steps
+    from bcce.runs import load_run
+
+    return load_run(settings, run_id)
 
 
 def events_from_state(run: RunRecord, steps: list[StepRecord]) -> list[Event]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -13,7 +12,7 @@ from bcce.artifacts import LocalArtifactStore
 from bcce.cli.options import F, broker_option, parse_vars, settings_for, vars_option
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
-from bcce.records import RunRecord, RunStatus, StepRecord, new_run_id
+from bcce.records import RunRecord, RunStatus, new_run_id
 from bcce.settings import Settings
 from bcce.state import RunStore
 
@@ -331,10 +330,10 @@ def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
 @broker_option
 def status(run_id: str, as_json: bool, broker: str | None) -> None:
     """Show a run and its steps; exits with the run's code once it ended."""
-    from bcce.runs import summary
+    from bcce.runs import load_run, summary
 
     settings = settings_for(broker)
-    run, steps = _load(settings, run_id)
+    run, steps = load_run(settings, run_id)
     Reporter(as_json).status(run, steps, summary(run, steps))
     if run.status.terminal and run.status != RunStatus.SUCCEEDED:
         raise SystemExit(int(run.status.exit_code))
@@ -356,7 +355,9 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
     settings = settings_for(broker)
     wanted = RunStatus(status_filter) if status_filter else None
     if settings.embedded:
-        runs = _runs_on_disk(settings, limit, wanted)
+        from bcce.runs import runs_on_disk
+
+        runs = runs_on_disk(settings, limit, wanted)
     else:
         store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
         store.ping(settings.effective_state_url)
@@ -392,34 +393,3 @@ def _end_embedded(store: RunStore, run_id: str, exc: BaseException) -> None:
             LocalArtifactStore(Path(run.run_dir)).mirror(run, store.steps(run_id))
     except NotFound:
         pass  # it failed before it was recorded
-
-
-def _load(settings: Settings, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
-    if settings.embedded:
-        path = settings.runs_dir / run_id / "run-state.json"
-        if not path.is_file():
-            raise NotFound(
-                f"no run {run_id!r} in {settings.runs_dir}/ (embedded runs are "
-                "kept only on disk; pass --broker for a distributed run)"
-            )
-        return _from_state(json.loads(path.read_text("utf-8")))
-    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
-    store.ping(settings.effective_state_url)
-    return store.run(run_id), store.steps(run_id)
-
-
-def _from_state(state: dict[str, object]) -> tuple[RunRecord, list[StepRecord]]:
-    raw_steps = state.get("steps")
-    steps = [StepRecord.model_validate(s) for s in raw_steps] if isinstance(raw_steps, list) else []
-    return RunRecord.model_validate(state), steps
-
-
-def _runs_on_disk(settings: Settings, limit: int, wanted: RunStatus | None) -> list[RunRecord]:
-    runs = []
-    for path in sorted(settings.runs_dir.glob("*/run-state.json"), reverse=True):
-        run, _ = _from_state(json.loads(path.read_text("utf-8")))
-        if wanted is None or run.status == wanted:
-            runs.append(run)
-        if len(runs) >= limit:
-            break
-    return runs

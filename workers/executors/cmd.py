@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+from bcce.artifacts import OUTPUT, STDERR, STDOUT
 from bcce.steptypes import StepContext, StepOutcome
 from bcce.workflow import TEMPLATE, CmdStep
 from workers.sandbox import CommandError, run_command
@@ -29,7 +30,7 @@ def execute(ctx: StepContext) -> StepOutcome:
             argv = [TEMPLATE.sub(lambda m: _value(m, ctx), a) for a in step.argv()]
     except (OSError, ValueError) as exc:
         return _failed(ctx, f"cannot fill the command's templates: {exc}")
-    stdout, stderr = ctx.step_dir / "stdout.txt", ctx.step_dir / "stderr.txt"
+    stdout, stderr = ctx.step_dir / STDOUT, ctx.step_dir / STDERR
     try:
         result = run_command(
             argv,
@@ -43,7 +44,7 @@ def execute(ctx: StepContext) -> StepOutcome:
         )
     except CommandError as exc:
         return _failed(ctx, str(exc))
-    _link_or_copy(stdout, ctx.step_dir / "output.txt")
+    _link_or_copy(stdout, ctx.step_dir / OUTPUT)
     metrics = {
         "exit_code": result.exit_code,
         "signal": result.signal,
@@ -103,7 +104,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _failed(ctx: StepContext, error: str) -> StepOutcome:
-    for name in ("stdout.txt", "output.txt"):
+    for name in (STDOUT, OUTPUT):
         (ctx.step_dir / name).write_bytes(b"")  # no output of an earlier attempt survives
-    (ctx.step_dir / "stderr.txt").write_text(f"bcce: {error}\n", encoding="utf-8")
+    (ctx.step_dir / STDERR).write_text(f"bcce: {error}\n", encoding="utf-8")
     return StepOutcome(ok=False, exit_code=None, error=error)
