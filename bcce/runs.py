@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from bcce.artifacts import RUN_STATE, LocalArtifactStore
 from bcce.celery_app import BcceCelery
@@ -15,6 +18,8 @@ from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus, current_s
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
 from bcce.workflow import Workflow
+
+T = TypeVar("T")
 
 
 def run_dir_for(workflow: Workflow, settings: Settings, workspace: Path, run_id: str) -> Path:
@@ -36,11 +41,19 @@ def run_dir_for(workflow: Workflow, settings: Settings, workspace: Path, run_id:
     return path
 
 
-def check_workers(app: BcceCelery, needed: Iterable[str], timeout: float) -> None:
-    """Fail with exit 7 naming each pool that no live worker consumes."""
+def check_workers(
+    app: BcceCelery, needed: Iterable[str], timeout: float, unsure_ok: bool = False
+) -> None:
+    """Fail with exit 7 naming each pool that no live worker consumes.
+
+    With unsure_ok, a broker that cannot be asked right now (a reconnect in progress) is no
+    verdict: the check passes and is made again later.
+    """
     try:
         answer = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:  # kombu raises transport-specific errors
+        if unsure_ok:
+            return
         raise InfrastructureError(f"cannot ask workers over the broker: {exc}") from None
     consumed = {q.get("name") for queues in answer.values() for q in queues or ()}
     missing = [q for q in needed if q not in consumed]
@@ -97,26 +110,30 @@ def follow(
     after: str = "0-0",
     stall_check: Callable[[], None] | None = None,
     stall_seconds: float = 30.0,
+    reconnect_seconds: float = 60.0,
 ) -> RunRecord:
     """Feed the run's events to on_event until it ends; returns the final record.
 
     After ``stall_seconds`` without an event, and as often again, ``stall_check`` runs: it
     raises (exit 7) when no worker is left to move the run on, instead of waiting forever.
+    A Redis that goes away (a restart, a failover) is waited for up to ``reconnect_seconds``.
     """
+    block_ms = int(poll_seconds * 1000)
     deadline = None if timeout is None else time.monotonic() + timeout
     quiet_since = time.monotonic()
     last = after
+    patient = _Patience(run_id, reconnect_seconds)
     while True:
-        events = store.events(run_id, after=last, block_ms=int(poll_seconds * 1000))
+        events = patient.call(functools.partial(store.events, run_id, last, block_ms))
         for entry_id, event in events:
             last = entry_id
             on_event(event)
             if event.get("type") == "run.finished":
-                return store.run(run_id)
+                return patient.call(lambda: store.run(run_id))
         if events:
             quiet_since = time.monotonic()
         else:
-            run = store.run(run_id)
+            run = patient.call(lambda: store.run(run_id))
             if run.status.terminal:
                 return run
             if stall_check is not None and time.monotonic() - quiet_since > stall_seconds:
@@ -127,6 +144,40 @@ def follow(
                 f"gave up waiting for run {run_id} after {timeout:g}s; it goes on: "
                 f"`bcce workflow status {run_id}`"
             )
+
+
+class _Patience:
+    """Retries a Redis read while the server is away, for a bounded time, then says so."""
+
+    def __init__(self, run_id: str, seconds: float) -> None:
+        self.run_id = run_id
+        self.seconds = seconds
+        self.lost = False
+
+    def call(self, read: Callable[[], T]) -> T:
+        gone_since: float | None = None
+        while True:
+            try:
+                value = read()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                gone_since = gone_since or time.monotonic()
+                self.lost = True
+                if time.monotonic() - gone_since > self.seconds:
+                    raise InfrastructureError(
+                        f"Redis did not answer for {self.seconds:g}s while following run "
+                        f"{self.run_id} ({exc}); the run may go on: "
+                        f"`bcce workflow status {self.run_id}` once Redis is back"
+                    ) from None
+                time.sleep(min(1.0, self.seconds / 10))
+                continue
+            except NotFound:
+                if self.lost:
+                    raise InfrastructureError(
+                        f"run {self.run_id} is gone from Redis after it came back: it restarted "
+                        "without persistence; the run's artifacts and run-state.json remain"
+                    ) from None
+                raise
+            return value
 
 
 def resubmit(

@@ -72,6 +72,12 @@ def _check_keys(settings: Settings, pools: list[str]) -> None:
     default=None,
     help="Serve Prometheus /metrics on this port (default BCCE_METRICS_PORT; unset: off).",
 )
+@click.option(
+    "--supervise/--no-supervise",
+    default=True,
+    show_default=True,
+    help="Restart the worker process if it dies of an error (e.g. a broker restart).",
+)
 @broker_option
 def command(
     pools: tuple[str, ...],
@@ -80,6 +86,7 @@ def command(
     hostname: str | None,
     impl: str,
     metrics_port: int | None,
+    supervise: bool,
     broker: str | None,
 ) -> None:
     """Start a worker for the given pools (needs BCCE_BROKER_URL or --broker)."""
@@ -117,6 +124,35 @@ def command(
     ]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
+
+    if supervise:
+        import logging
+        import os
+        import sys
+
+        from bcce.supervisor import supervise as keep_alive
+
+        logging.basicConfig(
+            level=loglevel.upper(), format="[%(asctime)s: %(levelname)s/bcce] %(message)s"
+        )
+        if broker:
+            os.environ["BCCE_BROKER_URL"] = broker  # not on a command line, where ps shows it
+        child = [
+            sys.executable,
+            "-m",
+            "bcce",
+            "worker",
+            "--no-supervise",
+            "--loglevel",
+            loglevel,
+            "--impl",
+            impl,
+            *(f"--pool={p}" for p in selected),
+        ]
+        child += ["--concurrency", str(concurrency)] if concurrency else []
+        child += ["--hostname", hostname] if hostname else []
+        child += ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
+        raise SystemExit(keep_alive(child))
 
     from workers.app import build
 

@@ -192,7 +192,7 @@ def _wait(
 
     def stall_check() -> None:
         assert app is not None and queues is not None
-        check_workers(app, queues, settings.worker_check_timeout)
+        check_workers(app, queues, settings.worker_check_timeout, unsure_ok=True)
 
     return follow(
         store,

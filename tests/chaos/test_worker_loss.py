@@ -80,3 +80,43 @@ def test_a_step_whose_worker_process_is_killed_runs_again_and_the_run_completes(
     assert (tmp_path / "attempts").read_text().count("attempt") == 2
     assert steps["after"]["status"] == "succeeded"
     assert bcce("workflow", "status", summary["run_id"], env=env).code == 0
+
+
+def test_bcce_worker_restarts_its_worker_process_when_it_dies(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = redis_server.url(12)
+    redis.Redis.from_url(url).flushdb()
+    env = base_env(BCCE_BROKER_URL=url)
+    pool = Workers(url, tmp_path)
+    try:
+        pool.start(["policy"], env=env)
+        supervisor = pool.start(["command"], env=env, concurrency=1)
+        child = int(
+            subprocess.run(
+                ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
+        os.kill(child, signal.SIGKILL)
+        wait_for(
+            lambda: _children(supervisor.pid) not in ([], [child]),
+            timeout=30,
+            what="a new worker process",
+        )
+        pool.wait_consuming(["command"])
+        wf = tmp_path / "wf.yml"
+        wf.write_text(
+            "version: 1\nworkflow: again\nsteps:\n  - id: one\n    type: cmd\n"
+            "    command: echo back\n",
+            encoding="utf-8",
+        )
+        result = bcce("workflow", "run", str(wf), "--workspace", str(tmp_path), env=env)
+        assert result.code == 0, result.out + result.err
+        assert supervisor.poll() is None
+    finally:
+        pool.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
