@@ -230,7 +230,14 @@ def main() -> None:
         tmp = Path(tmpdir)
         bcce_url, raw_url = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
         c = str(args.concurrency)
-        bcce_env = env_with(BCCE_BROKER_URL=bcce_url)
+        from bcce.gate import generate
+
+        key, pub = generate(tmp / "keys")
+        bcce_env = env_with(
+            BCCE_BROKER_URL=bcce_url,
+            BCCE_GATE_PRIVATE_KEY_FILE=str(key),
+            BCCE_GATE_PUBLIC_KEYS=str(pub),
+        )
         raw_env = env_with(BENCH_RAW_BROKER=raw_url)
         level = "info" if args.logdir else "warning"
         worker = [sys.executable, "-m", "bcce", "worker", "--loglevel", level, "-c", c]
