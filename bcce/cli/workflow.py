@@ -155,6 +155,9 @@ def run(
                 final = _wait(store, settings, run_id, reporter, timeout)
             except BaseException as exc:
                 _end_embedded(store, run_id, exc)
+                if isinstance(exc, KeyboardInterrupt):
+                    click.echo(f"bcce: run {run_id} cancelled (interrupted)", err=True)
+                    raise SystemExit(int(RunStatus.CANCELLED.exit_code)) from None
                 raise
     else:
         from bcce.celery_app import make_app
@@ -194,16 +197,26 @@ def _wait(
         assert app is not None and queues is not None
         check_workers(app, queues, settings.worker_check_timeout, unsure_ok=True)
 
-    return follow(
-        store,
-        run_id,
-        reporter.event,
-        poll_seconds=settings.wait_poll_seconds,
-        timeout=timeout,
-        after=after,
-        stall_check=stall_check if app else None,
-        stall_seconds=settings.stall_check_seconds,
-    )
+    try:
+        return follow(
+            store,
+            run_id,
+            reporter.event,
+            poll_seconds=settings.wait_poll_seconds,
+            timeout=timeout,
+            after=after,
+            stall_check=stall_check if app else None,
+            stall_seconds=settings.stall_check_seconds,
+        )
+    except KeyboardInterrupt:
+        if settings.embedded:
+            raise  # the run lives here: it ends with this process (see _end_embedded)
+        click.echo(
+            f"bcce: stopped waiting; run {run_id} goes on: `bcce workflow status "
+            f"{run_id}`, or `bcce workflow cancel {run_id}`",
+            err=True,
+        )
+        raise SystemExit(130) from None
 
 
 def _end(store: RunStore, final: RunRecord, reporter: Reporter, junit: Path | None) -> NoReturn:
