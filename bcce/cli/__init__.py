@@ -34,8 +34,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bcce.cli import diagram, flower, keys, logs, plugin, worker, workflow
+    from bcce.cli import control, diagram, flower, keys, logs, plugin, worker, workflow
 
+    workflow.group.add_command(control.resume)
+    workflow.group.add_command(control.cancel)
     workflow.group.add_command(logs.logs)
     workflow.group.add_command(diagram.command)
     cli.add_command(workflow.group)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
 from bcce import policy
-from bcce.artifacts import LocalArtifactStore
-from bcce.cli.options import F, broker_option, parse_vars, settings_for, vars_option
+from bcce.cli.options import broker_option, parse_vars, settings_for, vars_option
 from bcce.cli.output import Reporter
-from bcce.errors import NotFound, UsageError
-from bcce.records import RunRecord, RunStatus, new_run_id
-from bcce.settings import Settings
+from bcce.cli.waiting import (
+    check_junit,
+    end,
+    end_embedded,
+    follow_run,
+    junit_option,
+    open_store,
+)
+from bcce.errors import UsageError
+from bcce.records import RunStatus, new_run_id
 from bcce.state import RunStore
 
 if TYPE_CHECKING:
-    from bcce.celery_app import BcceCelery
+    pass
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -52,18 +58,6 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
         click.echo(f"{path}: ok ({workflow.workflow!r}, {len(workflow.steps)} steps)")
     if problems:
         raise WorkflowError(problems)
-
-
-def junit_option(fn: F) -> F:
-    """``--junit FILE``: write the run's steps as a JUnit report when it ends."""
-    decorated: F = click.option(
-        "--junit",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        metavar="FILE",
-        help="Write a JUnit XML report of the steps when the run ends.",
-    )(fn)
-    return decorated
 
 
 @group.command("run")
@@ -130,7 +124,7 @@ def run(
     if dry_run:
         reporter.plan(plan)
         return
-    _check_junit(junit, wait)
+    check_junit(junit, wait)
     if settings.embedded and not wait:
         raise UsageError(
             "--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
@@ -142,7 +136,7 @@ def run(
     plan.require_runnable()
     workspace = workspace.resolve()
     run_dir = run_dir_for(workflow, settings, workspace, run_id)
-    store = _store(settings)
+    store = open_store(settings)
     if settings.embedded:
         from workers.app import build  # embedded runs are their own workers
         from workers.embedded import embedded_workers
@@ -152,9 +146,9 @@ def run(
             try:
                 record = submit(app, store, workflow, plan, workspace, run_dir)
                 reporter.submitted(record, "embedded")
-                final = _wait(store, settings, run_id, reporter, timeout)
+                final = follow_run(store, settings, run_id, reporter, timeout)
             except BaseException as exc:
-                _end_embedded(store, run_id, exc)
+                end_embedded(store, run_id, exc)
                 if isinstance(exc, KeyboardInterrupt):
                     click.echo(f"bcce: run {run_id} cancelled (interrupted)", err=True)
                     raise SystemExit(int(RunStatus.CANCELLED.exit_code)) from None
@@ -170,171 +164,8 @@ def run(
             click.echo(record.id)
             return
         reporter.submitted(record, "distributed")
-        final = _wait(store, settings, run_id, reporter, timeout, app, plan.queues)
-    _end(store, final, reporter, junit)
-
-
-def _store(settings: Settings) -> RunStore:
-    store = RunStore.from_url(settings.effective_state_url, settings.run_ttl_seconds)
-    store.ping(settings.effective_state_url)
-    return store
-
-
-def _wait(
-    store: RunStore,
-    settings: Settings,
-    run_id: str,
-    reporter: Reporter,
-    timeout: float | None,
-    app: BcceCelery | None = None,
-    queues: list[str] | None = None,
-    after: str = "0-0",
-) -> RunRecord:
-    """Follow the run to its end; in distributed mode, notice when no worker is left."""
-    from bcce.runs import check_workers, follow
-
-    def stall_check() -> None:
-        assert app is not None and queues is not None
-        check_workers(app, queues, settings.worker_check_timeout, unsure_ok=True)
-
-    try:
-        return follow(
-            store,
-            run_id,
-            reporter.event,
-            poll_seconds=settings.wait_poll_seconds,
-            timeout=timeout,
-            after=after,
-            stall_check=stall_check if app else None,
-            stall_seconds=settings.stall_check_seconds,
-        )
-    except KeyboardInterrupt:
-        if settings.embedded:
-            raise  # the run lives here: it ends with this process (see _end_embedded)
-        click.echo(
-            f"bcce: stopped waiting; run {run_id} goes on: `bcce workflow status "
-            f"{run_id}`, or `bcce workflow cancel {run_id}`",
-            err=True,
-        )
-        raise SystemExit(130) from None
-
-
-def _end(store: RunStore, final: RunRecord, reporter: Reporter, junit: Path | None) -> NoReturn:
-    from bcce.runs import summary
-
-    steps = store.steps(final.id)
-    data = summary(final, steps)
-    if junit is not None:
-        from bcce.junit import write_junit
-
-        write_junit(junit, data)
-    reporter.finished(final, steps, data)
-    raise SystemExit(int(final.status.exit_code))
-
-
-def _check_junit(junit: Path | None, wait: bool) -> None:
-    if junit is not None and not wait:
-        raise UsageError("--junit needs --wait: the report is written when the run ends")
-
-
-@group.command("resume")
-@click.argument("run_id")
-@click.option(
-    "--from",
-    "start_at",
-    default=None,
-    metavar="STEP",
-    help="Start from this step (default: the first that did not succeed).",
-)
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Follow the run and exit with its code, or print the run id and exit 0.",
-)
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
-@click.option(
-    "--no-worker-check",
-    is_flag=True,
-    help="Enqueue without checking that a live worker consumes every queue.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    metavar="SECONDS",
-    help="Stop waiting after this long (exit 7; the run goes on).",
-)
-@junit_option
-@broker_option
-def resume(
-    run_id: str,
-    start_at: str | None,
-    wait: bool,
-    as_json: bool,
-    no_worker_check: bool,
-    timeout: float | None,
-    junit: Path | None,
-    broker: str | None,
-) -> None:
-    """Continue an ended run from its first unfinished step (or --from STEP).
-
-    The stored workflow snapshot is used, earlier steps and their artifacts are kept, and
-    the run's deadline counts again from now.
-    """
-    from bcce.celery_app import make_app
-    from bcce.compiler import compile_plan
-    from bcce.loader import from_snapshot
-    from bcce.runs import check_workers, resubmit, resume_point
-    from bcce.steptypes import registry
-
-    settings = settings_for(broker)
-    if settings.embedded:
-        raise UsageError(
-            "resume needs a broker (BCCE_BROKER_URL or --broker): an embedded "
-            "run keeps no run store once its process ends"
-        )
-    store = _store(settings)
-    run, steps = store.run_with_steps(run_id)
-    start = resume_point(run, steps, start_at)
-    types = registry()
-    workflow = from_snapshot(store.snapshot(run_id), types)
-    plan = compile_plan(workflow, types, policy.Limits.of(settings), run_id, start_at=start)
-    plan.require_runnable()
-    app = make_app(settings, types)
-    if not no_worker_check:
-        check_workers(app, plan.queues, settings.worker_check_timeout)
-    after = store.last_event_id(run_id)
-    record = resubmit(app, store, workflow, plan, steps)
-    if not wait:
-        click.echo(record.id)
-        return
-    reporter = Reporter(as_json)
-    reporter.resumed(record, start)
-    final = _wait(store, settings, run_id, reporter, timeout, app, plan.queues, after)
-    _end(store, final, reporter, junit)
-
-
-@group.command("cancel")
-@click.argument("run_id")
-@click.option("--reason", default=None, help="Recorded with the run.")
-@broker_option
-def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
-    """Cancel a run: no further step passes the gate, the step in flight is stopped."""
-    import getpass
-    import socket
-
-    from bcce.runs import cancel as cancel_run
-
-    settings = settings_for(broker)
-    if settings.embedded:
-        raise UsageError(
-            "an embedded run lives in the process running it: press Ctrl-C there "
-            "(cancel needs BCCE_BROKER_URL or --broker)"
-        )
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
-    cancel_run(_store(settings), run_id, who, reason)
-    click.echo(f"run {run_id} cancelled; a step in flight stops within a few seconds")
+        final = follow_run(store, settings, run_id, reporter, timeout, app, plan.queues)
+    end(store, final, reporter, junit)
 
 
 @group.command("status")
@@ -394,15 +225,3 @@ def list_runs(status_filter: str | None, limit: int, as_json: bool, broker: str 
             r.error or "",
         )
     reporter.console.print(table)
-
-
-def _end_embedded(store: RunStore, run_id: str, exc: BaseException) -> None:
-    """An embedded run cannot outlive this process: record how it ended."""
-    status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
-    reason = str(exc) or type(exc).__name__
-    try:
-        if store.finish(run_id, status, f"embedded run stopped with bcce: {reason}"):
-            run = store.run(run_id)
-            LocalArtifactStore(Path(run.run_dir)).mirror(run, store.steps(run_id))
-    except NotFound:
-        pass  # it failed before it was recorded
