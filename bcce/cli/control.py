@@ -9,7 +9,7 @@ import click
 from bcce import policy
 from bcce.cli.options import broker_option, settings_for
 from bcce.cli.output import Reporter
-from bcce.cli.waiting import check_junit, end, follow_run, junit_option, open_store
+from bcce.cli.waiting import check_reports, end, follow_run, open_store, report_options
 from bcce.errors import UsageError
 
 
@@ -41,7 +41,7 @@ from bcce.errors import UsageError
     metavar="SECONDS",
     help="Stop waiting after this long (exit 7; the run goes on).",
 )
-@junit_option
+@report_options
 @broker_option
 def resume(
     run_id: str,
@@ -51,6 +51,7 @@ def resume(
     no_worker_check: bool,
     timeout: float | None,
     junit: Path | None,
+    summary_json: Path | None,
     broker: str | None,
 ) -> None:
     """Continue an ended run from its first unfinished step (or --from STEP).
@@ -64,7 +65,7 @@ def resume(
     from bcce.runs import check_workers, resubmit, resume_point
     from bcce.steptypes import registry
 
-    check_junit(junit, wait)
+    check_reports(junit, summary_json, wait)
     settings = settings_for(broker)
     if settings.embedded:
         raise UsageError(
@@ -89,7 +90,7 @@ def resume(
     reporter = Reporter(as_json)
     reporter.resumed(record, start)
     final = follow_run(store, settings, run_id, reporter, timeout, app, plan.queues, after)
-    end(store, final, reporter, junit)
+    end(store, final, reporter, junit, summary_json)
 
 
 @click.command("cancel")

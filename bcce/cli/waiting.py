@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from bcce.artifacts import LocalArtifactStore
+from bcce.artifacts import LocalArtifactStore, write_atomic
 from bcce.cli.options import F
 from bcce.cli.output import Reporter
 from bcce.errors import NotFound, UsageError
@@ -19,16 +20,20 @@ if TYPE_CHECKING:
     from bcce.celery_app import BcceCelery
 
 
-def junit_option(fn: F) -> F:
-    """``--junit FILE``: write the run's steps as a JUnit report when it ends."""
-    decorated: F = click.option(
-        "--junit",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        metavar="FILE",
-        help="Write a JUnit XML report of the steps when the run ends.",
-    )(fn)
-    return decorated
+def report_options(fn: F) -> F:
+    """``--junit FILE`` and ``--summary-json FILE``: reports written when the run ends."""
+    for name, text in (
+        ("--summary-json", "Write the run's machine-readable summary (JSON) when it ends."),
+        ("--junit", "Write a JUnit XML report of the steps when the run ends."),
+    ):
+        fn = click.option(
+            name,
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            metavar="FILE",
+            help=text,
+        )(fn)
+    return fn
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -77,8 +82,14 @@ def follow_run(
         raise SystemExit(130) from None
 
 
-def end(store: RunStore, final: RunRecord, reporter: Reporter, junit: Path | None) -> NoReturn:
-    """Report the run's end (and JUnit), then exit with the run's code."""
+def end(
+    store: RunStore,
+    final: RunRecord,
+    reporter: Reporter,
+    junit: Path | None,
+    summary_json: Path | None,
+) -> NoReturn:
+    """Report the run's end (and write its reports), then exit with the run's code."""
     from bcce.runs import summary
 
     steps = store.steps(final.id)
@@ -87,14 +98,19 @@ def end(store: RunStore, final: RunRecord, reporter: Reporter, junit: Path | Non
         from bcce.junit import write_junit
 
         write_junit(junit, data)
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(summary_json, json.dumps(data, indent=2, sort_keys=True) + "\n")
     reporter.finished(final, steps, data)
     raise SystemExit(int(final.status.exit_code))
 
 
-def check_junit(junit: Path | None, wait: bool) -> None:
-    """``--junit`` is written when the run ends, so it needs ``--wait``."""
-    if junit is not None and not wait:
-        raise UsageError("--junit needs --wait: the report is written when the run ends")
+def check_reports(junit: Path | None, summary_json: Path | None, wait: bool) -> None:
+    """Reports are written when the run ends, so they need ``--wait``."""
+    if (junit or summary_json) and not wait:
+        raise UsageError(
+            "--junit and --summary-json need --wait: they are written when the run ends"
+        )
 
 
 def end_embedded(store: RunStore, run_id: str, exc: BaseException) -> None:

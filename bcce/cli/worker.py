@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from bcce.cli.options import broker_option, settings_for
@@ -115,7 +117,8 @@ def command(
         "--loglevel",
         loglevel.upper(),
         "--hostname",
-        hostname or f"{'+'.join(selected)}@%h",
+        # Unique by default, so Flower and `celery inspect` tell workers on one host apart.
+        hostname or f"{'+'.join(selected)}-{os.getpid()}@%h",
         "--prefetch-multiplier",
         str(prefetch),
         "--task-events",
@@ -127,7 +130,6 @@ def command(
 
     if supervise:
         import logging
-        import os
         import sys
 
         from bcce.supervisor import supervise as keep_alive

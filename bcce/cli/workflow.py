@@ -11,12 +11,12 @@ from bcce import policy
 from bcce.cli.options import broker_option, parse_vars, settings_for, vars_option
 from bcce.cli.output import Reporter
 from bcce.cli.waiting import (
-    check_junit,
+    check_reports,
     end,
     end_embedded,
     follow_run,
-    junit_option,
     open_store,
+    report_options,
 )
 from bcce.errors import UsageError
 from bcce.records import RunStatus, new_run_id
@@ -90,7 +90,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     metavar="SECONDS",
     help="Stop waiting after this long (exit 7; the run goes on).",
 )
-@junit_option
+@report_options
 @broker_option
 def run(
     file: Path,
@@ -102,6 +102,7 @@ def run(
     no_worker_check: bool,
     timeout: float | None,
     junit: Path | None,
+    summary_json: Path | None,
     broker: str | None,
 ) -> None:
     """Compile FILE into a Celery chain and run it."""
@@ -124,7 +125,7 @@ def run(
     if dry_run:
         reporter.plan(plan)
         return
-    check_junit(junit, wait)
+    check_reports(junit, summary_json, wait)
     if settings.embedded and not wait:
         raise UsageError(
             "--no-wait needs a broker (BCCE_BROKER_URL or --broker): an embedded "
@@ -165,7 +166,7 @@ def run(
             return
         reporter.submitted(record, "distributed")
         final = follow_run(store, settings, run_id, reporter, timeout, app, plan.queues)
-    end(store, final, reporter, junit)
+    end(store, final, reporter, junit, summary_json)
 
 
 @group.command("status")

@@ -410,8 +410,12 @@ def test_run_writes_a_junit_report_that_ci_reads_as_one_failure_and_one_skip(
     """,
     )
     report = tmp_path / "reports" / "bcce.xml"
-    result = run(workers, tmp_path, wf, "--junit", str(report))
+    summary_file = tmp_path / "reports" / "summary.json"
+    result = run(workers, tmp_path, wf, "--junit", str(report), "--summary-json", str(summary_file))
     assert result.code == 1
+    written = json.loads(summary_file.read_text())
+    assert (written["status"], written["exit_code"]) == ("failed", 1)
+    assert [s["status"] for s in written["steps"]] == ["succeeded", "failed", "pending"]
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
