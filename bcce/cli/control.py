@@ -9,7 +9,7 @@ import click
 from bcce import policy
 from bcce.cli.options import broker_option, settings_for
 from bcce.cli.output import Reporter
-from bcce.cli.waiting import check_reports, end, follow_run, open_store, report_options
+from bcce.cli.waiting import check_reports, end, follow_options, follow_run, open_store
 from bcce.errors import UsageError
 
 
@@ -22,26 +22,7 @@ from bcce.errors import UsageError
     metavar="STEP",
     help="Start from this step (default: the first that did not succeed).",
 )
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Follow the run and exit with its code, or print the run id and exit 0.",
-)
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
-@click.option(
-    "--no-worker-check",
-    is_flag=True,
-    help="Enqueue without checking that a live worker consumes every queue.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    metavar="SECONDS",
-    help="Stop waiting after this long (exit 7; the run goes on).",
-)
-@report_options
+@follow_options
 @broker_option
 def resume(
     run_id: str,

@@ -20,19 +20,45 @@ if TYPE_CHECKING:
     from bcce.celery_app import BcceCelery
 
 
-def report_options(fn: F) -> F:
-    """``--junit FILE`` and ``--summary-json FILE``: reports written when the run ends."""
-    for name, text in (
-        ("--summary-json", "Write the run's machine-readable summary (JSON) when it ends."),
-        ("--junit", "Write a JUnit XML report of the steps when the run ends."),
-    ):
-        fn = click.option(
-            name,
+def follow_options(fn: F) -> F:
+    """Options of the commands that enqueue a run and follow it (run, resume)."""
+    options = [
+        click.option(
+            "--wait/--no-wait",
+            default=True,
+            show_default=True,
+            help="Follow the run and exit with its code, or print the run id and exit 0.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text."),
+        click.option(
+            "--no-worker-check",
+            is_flag=True,
+            help="Enqueue without checking that a live worker consumes every queue.",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Stop waiting after this long (exit 7; the run goes on).",
+        ),
+        click.option(
+            "--junit",
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             metavar="FILE",
-            help=text,
-        )(fn)
+            help="Write a JUnit XML report of the steps when the run ends.",
+        ),
+        click.option(
+            "--summary-json",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            metavar="FILE",
+            help="Write the run's machine-readable summary (JSON) when it ends.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
     return fn
 
 

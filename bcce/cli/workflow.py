@@ -14,9 +14,9 @@ from bcce.cli.waiting import (
     check_reports,
     end,
     end_embedded,
+    follow_options,
     follow_run,
     open_store,
-    report_options,
 )
 from bcce.errors import UsageError
 from bcce.records import RunStatus, new_run_id
@@ -63,14 +63,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
 @group.command("run")
 @click.argument("file", type=FILE)
 @vars_option
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Follow the run and exit with its code, or print the run id and exit 0.",
-)
 @click.option("--dry-run", is_flag=True, help="Validate and print the compiled plan only.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 @click.option(
     "--workspace",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -78,19 +71,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     show_default=True,
     help="Directory the steps run in.",
 )
-@click.option(
-    "--no-worker-check",
-    is_flag=True,
-    help="Enqueue without checking that a live worker consumes every queue.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    metavar="SECONDS",
-    help="Stop waiting after this long (exit 7; the run goes on).",
-)
-@report_options
+@follow_options
 @broker_option
 def run(
     file: Path,
