@@ -247,3 +247,25 @@ def bcce(
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_run(workflow: Path, workspace: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``bcce workflow run --json`` in the background, for tests that act while it waits."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bcce",
+            "workflow",
+            "run",
+            str(workflow),
+            "--workspace",
+            str(workspace),
+            "--json",
+        ],
+        env=env,
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -42,19 +42,18 @@ def follow_options(fn: F) -> F:
             metavar="SECONDS",
             help="Stop waiting after this long (exit 7; the run goes on).",
         ),
-        click.option(
-            "--junit",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            metavar="FILE",
-            help="Write a JUnit XML report of the steps when the run ends.",
-        ),
-        click.option(
-            "--summary-json",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            metavar="FILE",
-            help="Write the run's machine-readable summary (JSON) when it ends.",
+        *(
+            click.option(
+                name,
+                type=click.Path(dir_okay=False, path_type=Path),
+                default=None,
+                metavar="FILE",
+                help=f"Write {what} when the run ends.",
+            )
+            for name, what in (
+                ("--junit", "a JUnit XML report of the steps"),
+                ("--summary-json", "the run's machine-readable summary (JSON)"),
+            )
         ),
     ]
     for option in reversed(options):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import Workers, _free_port, _redis_binary, base_env, wait_for
+from tests.conftest import Workers, _free_port, _redis_binary, base_env, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,24 +86,7 @@ def test_a_run_survives_a_redis_restart_in_the_middle_of_a_step(tmp_path: Path) 
     try:
         pool.start(["policy"], env=env)
         pool.start(["command"], env=env)
-        waiting = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bcce",
-                "workflow",
-                "run",
-                str(wf),
-                "--workspace",
-                str(tmp_path),
-                "--json",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiting = start_run(wf, tmp_path, env)
         wait_for(lambda: (tmp_path / "long-runs").exists(), what="the long step")
         server.kill()
         server.wait()

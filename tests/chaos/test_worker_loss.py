@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import RedisServer, Workers, base_env, bcce, wait_for
+from tests.conftest import RedisServer, Workers, base_env, bcce, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,23 +48,7 @@ def test_a_step_whose_worker_process_is_killed_runs_again_and_the_run_completes(
     try:
         pool.start(["policy"], env=env)
         pool.start(["command"], env=env, concurrency=2)
-        waiting = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bcce",
-                "workflow",
-                "run",
-                str(wf),
-                "--workspace",
-                str(tmp_path),
-                "--json",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        waiting = start_run(wf, tmp_path, env)
         wait_for(lambda: (tmp_path / "worker.pid").exists(), what="the first attempt")
         os.kill(int((tmp_path / "worker.pid").read_text()), signal.SIGKILL)
         out, _ = waiting.communicate(timeout=120)

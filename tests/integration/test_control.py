@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import ROOT, RedisServer, Workers, base_env, bcce, wait_for
+from tests.conftest import ROOT, RedisServer, Workers, base_env, bcce, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,24 +44,7 @@ def test_cancel_stops_the_step_in_flight_and_the_waiting_run_exits_5(
     """,
     )
     env = base_env(BCCE_BROKER_URL=workers.broker_url)
-    waiting = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bcce",
-            "workflow",
-            "run",
-            str(wf),
-            "--workspace",
-            str(tmp_path),
-            "--json",
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    waiting = start_run(wf, tmp_path, env)
     try:
         assert waiting.stdout is not None
         run_id = json.loads(waiting.stdout.readline())["run_id"]
