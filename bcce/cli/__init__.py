@@ -34,7 +34,19 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bcce.cli import control, diagram, flower, keys, logs, plugin, worker, workflow
+    from bcce.cli import (
+        control,
+        cost,
+        diagram,
+        doctor,
+        flower,
+        keys,
+        logs,
+        models,
+        plugin,
+        worker,
+        workflow,
+    )
 
     workflow.group.add_command(control.resume)
     workflow.group.add_command(control.cancel)
@@ -45,6 +57,9 @@ def _register() -> None:
     cli.add_command(flower.command)
     cli.add_command(plugin.group)
     cli.add_command(keys.group)
+    cli.add_command(cost.group)
+    cli.add_command(models.group)
+    cli.add_command(doctor.command)
 
 
 _register()
