@@ -20,6 +20,7 @@ from bcce.steptypes import StepType, did_you_mean, unknown_type_message
 from bcce.workflow import Step, Workflow, WorkflowHead, env_text
 
 RUN_ID_VAR = "RUN_ID"
+MAX_PROMPT_FILE_BYTES = 256 * 1024
 
 
 def load_workflow(
@@ -59,7 +60,43 @@ def load_workflow(
                 return scope[name]
         return None
 
-    return validate(substitute(source, lookup), types)
+    return validate(_inline_prompt_files(substitute(source, lookup), path.parent), types)
+
+
+def _inline_prompt_files(source: Source, base: Path) -> Source:
+    """Read each step's ``prompt_file`` (relative to the workflow file) into its ``prompt``.
+
+    The text travels with the run's snapshot, so a worker on another host needs no copy of
+    the file; ``prompt_file`` stays as a record of where it came from.
+    """
+    data = source.data
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, list):
+        return source
+    problems: list[str] = []
+    inlined: list[Any] = []
+    for index, raw in enumerate(steps):
+        name = raw.get("prompt_file") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            inlined.append(raw)
+            continue
+        loc = ("steps", index, "prompt_file")
+        if raw.get("prompt") is not None:
+            problems.append(source.problem(loc, "give `prompt` or `prompt_file`, not both"))
+            continue
+        file = base / name
+        try:
+            if file.stat().st_size > MAX_PROMPT_FILE_BYTES:
+                raise ValueError(f"it is over {MAX_PROMPT_FILE_BYTES // 1024} KiB")
+            text = file.read_text("utf-8")
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            problems.append(source.problem(loc, f"cannot read prompt file {str(file)!r}: {reason}"))
+            continue
+        inlined.append({**raw, "prompt": text})
+    if problems:
+        raise WorkflowError(problems)
+    return replace(source, data={**data, "steps": inlined})
 
 
 def _env_only(source: Source) -> Source:

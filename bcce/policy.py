@@ -8,10 +8,14 @@ rules are small functions, each named, so an organisation policy can add its own
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+import pathspec
 
 from bcce.workflow import CmdStep, Step, Workflow
 
@@ -42,6 +46,12 @@ class Effective:
     allowed_paths: tuple[str, ...] | None
     max_files: int | None
     max_edits: int | None
+    max_cost_usd: float | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """``max_edits: 0``: the step may not change a file."""
+        return self.max_edits == 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -79,6 +89,7 @@ def effective(step: Step, limits: Limits) -> Effective:
         allowed_paths=policy.allowed_paths if policy else None,
         max_files=policy.max_files if policy else None,
         max_edits=policy.max_edits if policy else None,
+        max_cost_usd=policy.max_cost_usd if policy else None,
     )
 
 
@@ -89,8 +100,10 @@ def decide(
     *,
     run_active: bool,
     elapsed_seconds: float,
+    spent_usd: float = 0.0,
 ) -> Decision:
-    """Whether ``step`` may run now, for a run that has been going for ``elapsed_seconds``."""
+    """Whether ``step`` may run now, for a run that has been going for ``elapsed_seconds``
+    and has spent ``spent_usd`` on model calls."""
     eff = effective(step, limits)
     timeout = float(eff.timeout_seconds)
 
@@ -109,6 +122,12 @@ def decide(
         reason = command_denial(step.argv(), eff.cmd_allowlist)
         if reason:
             return deny("cmd_allowlist", reason)
+    cost_cap = workflow.env.max_cost_usd
+    if cost_cap is not None and spent_usd >= cost_cap:
+        return deny(
+            "budget",
+            f"the run has spent ${spent_usd:.4f} of its env.max_cost_usd ${cost_cap:g}",
+        )
     budget = workflow.env.max_runtime_seconds
     if budget is not None:
         left = budget - elapsed_seconds
@@ -139,3 +158,30 @@ def command_denial(argv: Sequence[str], allowlist: Sequence[str] | None) -> str 
         if words and list(argv[: len(words)]) == words:
             return None
     return f"{shlex.join(argv[:2])!r} is not in policy.cmd_allowlist {list(allowlist)}"
+
+
+@functools.lru_cache(maxsize=256)
+def path_rules(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    """allowed_paths as gitignore-style rules: ``src/**``, ``!src/secrets/**``, ``*.md``."""
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
+
+
+def path_denial(path: str, allowed_paths: Sequence[str] | None) -> str | None:
+    """Why a workspace-relative path may not be changed, or None when it may.
+
+    The path must be relative, normalised and stay inside the workspace (no ``..``, nothing
+    under ``.git/``); with ``allowed_paths`` set it must also match those rules, the last
+    matching rule winning as in .gitignore (so ``!`` excludes).
+    """
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute():
+        return f"{path!r} is not a path inside the workspace"
+    if ".." in pure.parts:
+        return f"{path!r} leaves the workspace (..)"
+    if ".git" in pure.parts:
+        return f"{path!r} is inside a .git folder"
+    if allowed_paths is None:
+        return None
+    if not path_rules(tuple(allowed_paths)).match_file(str(pure)):
+        return f"{path!r} is outside policy.allowed_paths {list(allowed_paths)}"
+    return None

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     SerializeAsAny,
     field_validator,
@@ -25,6 +26,7 @@ STEP_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 # `{{ steps.<id>.output }}` (text of an earlier step's output.txt) and `.output_file` (its path).
 TEMPLATE = re.compile(r"\{\{\s*steps\.([a-z][a-z0-9_]*)\.(output|output_file)\s*\}\}")
 
+COST_LABELS = ("team", "project")
 Tool = Literal["ReadFile", "Search", "Diff", "Apply", "Cmd", "Bash"]
 OnError = Literal["fail", "continue", "retry"]
 
@@ -43,6 +45,8 @@ class StepPolicy(Model):
     max_edits: NonNegativeInt | None = None
     allowed_paths: tuple[str, ...] | None = None
     cmd_allowlist: tuple[str, ...] | None = None
+    max_cost_usd: PositiveFloat | None = None
+    """The most one step (all its attempts) may spend on model calls."""
 
     @field_validator("cmd_allowlist")
     @classmethod
@@ -150,6 +154,10 @@ class PromptStep(Step):
 class AgentStep(Step):
     """``type: agent``: Claude Code headless under the step's policy."""
 
+    max_turns: PositiveInt | None = None
+    fail_on_denial: bool = True
+    """A tool call the policy denied fails the step (else it is only recorded)."""
+
     @model_validator(mode="after")
     def _needs_policy(self) -> AgentStep:
         if self.policy is None:
@@ -169,11 +177,18 @@ class Env(BaseModel):
     max_runtime_seconds: PositiveInt | None = None
     artifacts_dir: str | None = None
     seed: int | None = None
+    max_cost_usd: PositiveFloat | None = None
+    """The most the whole run may spend on model calls; the gate denies the next step after."""
 
     def variables(self) -> dict[str, str]:
         """The free keys, as environment variables for steps."""
         extra = self.model_extra or {}
         return {k: env_text(v) for k, v in extra.items()}
+
+    def labels(self) -> dict[str, str]:
+        """Cost labels: the free keys ``team`` and ``project``, when set."""
+        extra = self.model_extra or {}
+        return {k: env_text(extra[k]) for k in COST_LABELS if extra.get(k) not in (None, "")}
 
     @model_validator(mode="after")
     def _free_keys_are_scalars(self) -> Env:

@@ -82,6 +82,8 @@ def test_a_file_with_every_v1_key_loads_into_typed_steps() -> None:
                 "id": "analyze",
                 "type": "prompt",
                 "prompt_file": "prompts/analyze.md",
+                # read when the workflow loads, so workers on other hosts need no copy
+                "prompt": "Analyse the code in src/ and list what should change.\n",
                 "available_tools": ["ReadFile", "Search"],
                 "inputs": {"paths": ["src/**", "test/**"], "file_size_limit_kb": 512},
             },
@@ -309,6 +311,35 @@ def test_a_cmd_step_without_a_command_is_reported() -> None:
 def test_a_prompt_step_without_a_prompt_or_prompt_file_is_reported() -> None:
     assert problems_of("version: 1\nworkflow: w\nsteps:\n  - id: a\n    type: prompt\n") == [
         "wf.yml:4:5 steps[0]: a prompt step needs `prompt_file` or an inline `prompt`"
+    ]
+
+
+PROMPT_FILE_STEP = "version: 1\nworkflow: w\nsteps:\n  - id: a\n    type: prompt\n{keys}"
+
+
+def test_a_prompt_file_is_read_relative_to_the_workflow_into_the_snapshot() -> None:
+    Path("prompts").mkdir()
+    Path("prompts/ask.md").write_text("Explain {{ steps.a.output }}\n")
+    with pytest.raises(WorkflowError, match="template refers to 'a', which is this step"):
+        load_text(PROMPT_FILE_STEP.format(keys="    prompt_file: prompts/ask.md\n"))
+    Path("prompts/ask.md").write_text("Explain the code\n")
+    workflow = load_text(PROMPT_FILE_STEP.format(keys="    prompt_file: prompts/ask.md\n"))
+    assert workflow.steps[0].prompt == "Explain the code\n"
+    assert workflow.snapshot()["steps"][0]["prompt_file"] == "prompts/ask.md"
+
+
+def test_a_missing_prompt_file_is_reported_where_it_is_named() -> None:
+    assert problems_of(PROMPT_FILE_STEP.format(keys="    prompt_file: nope.md\n")) == [
+        "wf.yml:6:18 steps[0].prompt_file: cannot read prompt file 'nope.md': "
+        "No such file or directory"
+    ]
+
+
+def test_prompt_and_prompt_file_together_are_reported() -> None:
+    Path("p.md").write_text("x")
+    keys = "    prompt_file: p.md\n    prompt: inline\n"
+    assert problems_of(PROMPT_FILE_STEP.format(keys=keys)) == [
+        "wf.yml:6:18 steps[0].prompt_file: give `prompt` or `prompt_file`, not both"
     ]
 
 

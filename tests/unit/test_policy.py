@@ -93,6 +93,7 @@ def test_a_step_without_a_policy_gets_the_default_timeout_and_no_restrictions() 
         "allowed_paths": None,
         "max_files": None,
         "max_edits": None,
+        "max_cost_usd": None,
     }
 
 
