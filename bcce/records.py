@@ -96,6 +96,12 @@ class StepRecord(Record):
     """Deliveries that found the step already done and did nothing."""
     artifacts: dict[str, str] = {}
     """Artifact name -> where it is (a path, or a URL for remote stores)."""
+    model: str | None = None
+    """The model id an agent or prompt step called, as configured (after substitution)."""
+    usage: dict[str, int] = {}
+    """Tokens of all attempts: input_tokens, output_tokens, cache_read_input_tokens, ..."""
+    cost_usd: float = 0.0
+    """What all attempts of the step cost (Claude Code's own figure, else the price table)."""
 
 
 ACTIVE_STEP = (StepStatus.ALLOWED, StepStatus.RUNNING, StepStatus.RETRYING)
@@ -122,6 +128,10 @@ class RunRecord(Record):
     resumed_at: float | None = None
     """When the run was last resumed; its deadline counts from here."""
     resumes: int = 0
+    cost_usd: float = 0.0
+    """Spent so far by the run's steps, in USD."""
+    labels: dict[str, str] = {}
+    """Cost labels from the workflow's env: ``team``, ``project``."""
 
     @property
     def clock_start(self) -> float:

@@ -304,6 +304,8 @@ def summary(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any]:
         "error": run.error,
         "run_dir": run.run_dir,
         "current_step": current_step(steps),
+        "cost_usd": round(run.cost_usd, 6),
+        "labels": run.labels,
         "duration_seconds": (
             round(run.finished_at - run.created_at, 3) if run.finished_at else None
         ),

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         gt=0,
         description="While waiting, how long without news before checking workers are alive.",
     )
+    claude_bin: Path | None = Field(
+        default=None,
+        description="The Claude Code CLI agent steps run (default: the one the SDK bundles).",
+    )
     wait_poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between progress reads while waiting."
     )

@@ -200,6 +200,15 @@ class RunStore:
                 self._emit(pipe, run_id, event)
             pipe.execute()
 
+    def emit_all(self, run_id: str, events: list[Event]) -> None:
+        """Append events to the run's history in one round trip."""
+        if not events:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                self._emit(pipe, run_id, event)
+            pipe.execute()
+
     def update_run(
         self,
         run_id: str,

@@ -53,6 +53,8 @@ class StepContext:
     """Path of an earlier step's ``output.txt``, by step id."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set when the run ends (cancelled, deadline) while the step runs: stop promptly."""
+    workflow_model: str | None = None
+    """The workflow's ``model``, for steps that call one and set none of their own."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,16 @@ class StepType:
 CMD = StepType(
     "cmd", "command", CmdStep, "workers.executors.cmd:execute", "an allow-listed command, sandboxed"
 )
-PROMPT = StepType("prompt", "agent", PromptStep, None, "one model call")
-AGENT = StepType("agent", "agent", AgentStep, None, "Claude Code headless on Bedrock")
+PROMPT = StepType(
+    "prompt", "agent", PromptStep, "workers.executors.prompt:execute", "one Bedrock model call"
+)
+AGENT = StepType(
+    "agent",
+    "agent",
+    AgentStep,
+    "workers.executors.agent:execute",
+    "Claude Code headless on Bedrock",
+)
 APPLY_DIFF = StepType(
     "apply_diff", "diff", ApplyDiffStep, None, "apply a git diff behind an approval gate"
 )

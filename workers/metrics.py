@@ -64,6 +64,22 @@ class Metrics:
         self.decisions = Counter(
             "bcce_policy_decisions", "Gate decisions, by rule and outcome.", ["rule", "outcome"]
         )
+        self.agent_tokens = Counter(
+            "bcce_agent_tokens",
+            "Model tokens used by agent and prompt steps, by model and kind "
+            "(input_tokens, output_tokens, cache_read_input_tokens, ...).",
+            ["model", "kind"],
+        )
+        self.cost = Counter(
+            "bcce_cost_usd",
+            "What agent and prompt steps cost in USD, by model and env.team.",
+            ["model", "team"],
+        )
+        self.tool_denials = Counter(
+            "bcce_agent_tool_denials",
+            "Agent tool calls denied by policy, by tool.",
+            ["tool"],
+        )
 
 
 @functools.cache

@@ -13,18 +13,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry
 
-from bcce import policy
+from bcce import policy, pricing
 from bcce.artifacts import METRICS, OUTPUT, POLICY
 from bcce.celery_app import BcceCelery
 from bcce.gate import GrantRefused
-from bcce.records import RunRecord, RunStatus, StepStatus
+from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
+from bcce.workflow import Step, Workflow
 from workers import metrics
 from workers.runtime import Runtime, executor, runtime, step_env
 
@@ -101,6 +103,7 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
         rt.limits,
         run_active=not run.status.terminal,
         elapsed_seconds=time.time() - run.clock_start,
+        spent_usd=run.cost_usd,
     )
     grant = None
     if decision.allowed:
@@ -138,9 +141,13 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     if run.status.terminal:
         rt.mirror(run_id)  # ended elsewhere (cancel): refresh the file copy where steps run
     else:
-        ended = RunStatus.TIMED_OUT if decision.rule == "deadline" else RunStatus.DENIED
+        ended = _DENIAL_ENDS.get(decision.rule, RunStatus.DENIED)
         _finish(rt, run_id, ended, f"step {step_id} denied: {decision.reason}")
     raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
+
+
+# How a run ends when the gate denies a step by these rules (others: denied).
+_DENIAL_ENDS = {"deadline": RunStatus.TIMED_OUT, "budget": RunStatus.BUDGET_EXCEEDED}
 
 
 def _worker_name(task: Task) -> str:
@@ -245,6 +252,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                 read_output=lambda sid: (run_dir / sid / OUTPUT).read_text("utf-8"),
                 output_path=lambda sid: run_dir / sid / OUTPUT,
                 cancel=cancel,
+                workflow_model=workflow.model,
             ),
         )
     finished = time.time()
@@ -261,13 +269,24 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         },
     )
 
+    denials = outcome.metrics.get("denials") or []
+    if denials:
+        _record_denials(rt, run_id, step_id, denials)
+    spend = _spend(record, outcome)
+    if spend:
+        record = record.model_copy(update=spend)
+        _charge(rt, run_id, workflow, step_id, outcome)
+    over_budget = _over_step_budget(step, record)
+    if over_budget and outcome.ok:
+        outcome = replace(outcome, ok=False, error=over_budget)
+
     status = StepStatus.SUCCEEDED
     if outcome.cancelled:
         status = StepStatus.CANCELLED
     elif not outcome.ok:
         status = StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED
     failed = not outcome.ok and not outcome.cancelled
-    will_retry = failed and attempt < step.max_attempts
+    will_retry = failed and attempt < step.max_attempts and not over_budget
     continued = failed and not will_retry and step.on_error == "continue"
     rt.store.put_step(
         run_id,
@@ -313,12 +332,70 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
             max_retries=step.max_attempts,
             exc=StepFailed(f"{run_id} {step_id}: {outcome.error}"),
         )
-    if outcome.ok or continued:
+    if (outcome.ok or continued) and not over_budget:
         if workflow.steps[-1].id == step_id:
             _finish(rt, run_id, RunStatus.SUCCEEDED)
         return {**done, "status": status.value, "exit_code": outcome.exit_code}
     ended = RunStatus.FAILED
     if outcome.timed_out and decision.deadline_bound:
         ended = RunStatus.TIMED_OUT
+    if over_budget:
+        ended = RunStatus.BUDGET_EXCEEDED
     _finish(rt, run_id, ended, f"step {step_id} {status.value}: {outcome.error}")
     raise StepFailed(f"{run_id} {step_id}: {outcome.error}")
+
+
+def _record_denials(rt: Runtime, run_id: str, step_id: str, denials: list[Any]) -> None:
+    """Each tool call the policy denied inside the step, in the run's history and metrics."""
+    for denial in denials:
+        metrics.get().tool_denials.labels(str(denial.get("tool"))).inc()
+    rt.store.emit_all(
+        run_id,
+        [
+            {
+                "type": "step.tool_denied",
+                "step": step_id,
+                "tool": d.get("tool"),
+                "reason": d.get("reason"),
+                "via": d.get("via"),
+            }
+            for d in denials
+        ],
+    )
+
+
+def _spend(record: StepRecord, outcome: StepOutcome) -> dict[str, Any]:
+    """The step record's model, usage and cost after this attempt (nothing for a cmd step)."""
+    cost = outcome.metrics.get("cost_usd")
+    usage = outcome.metrics.get("usage")
+    if cost is None and not usage:
+        return {}
+    return {
+        "model": outcome.metrics.get("model") or record.model,
+        "usage": pricing.add_usage(record.usage, usage or {}),
+        "cost_usd": record.cost_usd + float(cost or 0.0),
+    }
+
+
+def _charge(
+    rt: Runtime, run_id: str, workflow: Workflow, step_id: str, outcome: StepOutcome
+) -> None:
+    cost = float(outcome.metrics.get("cost_usd") or 0.0)
+    model = str(outcome.metrics.get("model") or "default")
+    labels = workflow.env.labels()
+    recorded = metrics.get()
+    for kind, tokens in (outcome.metrics.get("usage") or {}).items():
+        recorded.agent_tokens.labels(model, kind).inc(tokens)
+    recorded.cost.labels(model, labels.get("team", "")).inc(cost)
+
+    def add(run: RunRecord) -> RunRecord:
+        return run.model_copy(update={"cost_usd": run.cost_usd + cost, "labels": labels})
+
+    rt.store.update_run(run_id, add)
+
+
+def _over_step_budget(step: Step, record: StepRecord) -> str | None:
+    cap = step.policy.max_cost_usd if step.policy else None
+    if cap is None or record.cost_usd <= cap:
+        return None
+    return f"spent ${record.cost_usd:.4f} against its policy.max_cost_usd ${cap:g}"

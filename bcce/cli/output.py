@@ -25,6 +25,9 @@ STATUS_STYLE = {
 }
 
 
+STATUS_COLUMNS = ("step", "type", "queue", "status", "attempts", "exit", "seconds", "cost", "error")
+
+
 class Reporter:
     """Prints run progress; one instance per command."""
 
@@ -93,6 +96,11 @@ class Reporter:
             )
         elif kind == "step.redelivered":
             self.line(f"  {step} redelivered after it finished; not run again")
+        elif kind == "step.tool_denied":
+            self.line(
+                f"  [magenta]{step}: {escape(str(event.get('tool')))} denied[/]: "
+                f"{escape(str(event.get('reason')))}"
+            )
 
     def finished(self, run: RunRecord, steps: list[StepRecord], summary: dict[str, Any]) -> None:
         """The run ended."""
@@ -101,9 +109,11 @@ class Reporter:
             return
         status = run.status.value
         took = f" in {summary['duration_seconds']}s" if summary["duration_seconds"] else ""
+        cost = f", ${run.cost_usd:.4f}" if run.cost_usd else ""
         error = f": {escape(run.error)}" if run.error else ""
         self.line(
-            f"run {run.id} [{_style(status)}]{status}[/]{took}{error} (exit {summary['exit_code']})"
+            f"run {run.id} [{_style(status)}]{status}[/]{took}{cost}{error} "
+            f"(exit {summary['exit_code']})"
         )
 
     def plan(self, plan: Plan) -> None:
@@ -139,10 +149,11 @@ class Reporter:
         self.line(
             f"run [bold]{run.id}[/] {escape(run.workflow)}: "
             f"[{_style(run.status.value)}]{run.status.value}[/]"
+            + (f", ${run.cost_usd:.4f}" if run.cost_usd else "")
             + (f" ({escape(run.error)})" if run.error else "")
         )
         table = Table()
-        for column in ("step", "type", "queue", "status", "attempts", "exit", "seconds", "error"):
+        for column in STATUS_COLUMNS:
             table.add_column(column)
         for s in steps:
             table.add_row(
@@ -154,6 +165,7 @@ class Reporter:
                 str(s.attempts),
                 "" if s.exit_code is None else str(s.exit_code),
                 "" if s.duration_seconds is None else f"{s.duration_seconds:.2f}",
+                f"${s.cost_usd:.4f}" if s.cost_usd else "",
                 escape(s.error or ""),
             )
         self.console.print(table)

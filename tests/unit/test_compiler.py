@@ -92,10 +92,10 @@ def test_each_planned_step_carries_its_effective_policy() -> None:
     assert [s.effective.timeout_seconds for s in plan.steps] == [1800, 5]
 
 
-def test_only_cmd_steps_are_runnable_in_this_version() -> None:
+def test_apply_diff_steps_are_not_runnable_yet() -> None:
     assert [(s.id, s.runnable) for s in plan_of(*MIXED).steps] == [
-        ("ask", False),
-        ("fix", False),
+        ("ask", True),
+        ("fix", True),
         ("test", True),
         ("ship", False),
     ]
@@ -120,6 +120,7 @@ def test_the_dry_run_json_holds_the_queues_steps_and_chain() -> None:
                     "allowed_paths": None,
                     "max_files": None,
                     "max_edits": None,
+                    "max_cost_usd": None,
                 },
             }
         ],
@@ -158,7 +159,7 @@ def test_a_chain_with_step_types_that_cannot_run_yet_is_refused(app: BcceCelery)
     with pytest.raises(UsageError) as caught:
         to_chain(plan_of(*MIXED), app)
     assert str(caught.value) == (
-        "step(s) ask, fix, ship use a step type this version of bcce can validate but not "
+        "step(s) ship use a step type this version of bcce can validate but not "
         "run yet: see `bcce plugin list`"
     )
 
