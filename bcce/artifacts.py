@@ -16,6 +16,7 @@ from typing import Any
 from bcce.records import RunRecord, StepRecord, current_step
 
 RUN_STATE = "run-state.json"
+WORKFLOW_SNAPSHOT = "workflow.json"
 STDOUT, STDERR, OUTPUT = "stdout.txt", "stderr.txt", "output.txt"
 POLICY, METRICS = "policy.json", "metrics.json"
 
@@ -47,6 +48,17 @@ class LocalArtifactStore:
         """The step's artifacts by name, with their paths."""
         with os.scandir(self.run_dir / step_id) as entries:
             return {e.name: e.path for e in sorted(entries, key=lambda e: e.name) if e.is_file()}
+
+    def write_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Keep the workflow as the run was submitted (``resume`` and ``approve`` of an
+        embedded run read it back)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.run_dir / WORKFLOW_SNAPSHOT, json.dumps(snapshot, indent=2) + "\n")
+
+    def read_snapshot(self) -> dict[str, Any]:
+        """The workflow snapshot written at submission."""
+        data: dict[str, Any] = json.loads((self.run_dir / WORKFLOW_SNAPSHOT).read_text("utf-8"))
+        return data
 
     def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:
         """Write run-state.json: the run record with its steps, as Redis holds them."""

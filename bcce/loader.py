@@ -21,6 +21,12 @@ from bcce.workflow import Step, Workflow, WorkflowHead, env_text
 
 RUN_ID_VAR = "RUN_ID"
 MAX_PROMPT_FILE_BYTES = 256 * 1024
+MAX_PATCH_FILE_BYTES = 8 * 1024 * 1024
+# Files a step names, read at load time into the key that carries their text.
+INLINED = (
+    ("prompt_file", "prompt", MAX_PROMPT_FILE_BYTES),
+    ("patch_file", "patch", MAX_PATCH_FILE_BYTES),
+)
 
 
 def load_workflow(
@@ -60,14 +66,15 @@ def load_workflow(
                 return scope[name]
         return None
 
-    return validate(_inline_prompt_files(substitute(source, lookup), path.parent), types)
+    return validate(_inline_files(substitute(source, lookup), path.parent), types)
 
 
-def _inline_prompt_files(source: Source, base: Path) -> Source:
-    """Read each step's ``prompt_file`` (relative to the workflow file) into its ``prompt``.
+def _inline_files(source: Source, base: Path) -> Source:
+    """Read each step's ``prompt_file`` and ``patch_file`` (relative to the workflow file)
+    into its ``prompt`` and ``patch``.
 
     The text travels with the run's snapshot, so a worker on another host needs no copy of
-    the file; ``prompt_file`` stays as a record of where it came from.
+    the file; the ``*_file`` key stays as a record of where it came from.
     """
     data = source.data
     steps = data.get("steps") if isinstance(data, dict) else None
@@ -76,24 +83,28 @@ def _inline_prompt_files(source: Source, base: Path) -> Source:
     problems: list[str] = []
     inlined: list[Any] = []
     for index, raw in enumerate(steps):
-        name = raw.get("prompt_file") if isinstance(raw, dict) else None
-        if not isinstance(name, str):
-            inlined.append(raw)
-            continue
-        loc = ("steps", index, "prompt_file")
-        if raw.get("prompt") is not None:
-            problems.append(source.problem(loc, "give `prompt` or `prompt_file`, not both"))
-            continue
-        file = base / name
-        try:
-            if file.stat().st_size > MAX_PROMPT_FILE_BYTES:
-                raise ValueError(f"it is over {MAX_PROMPT_FILE_BYTES // 1024} KiB")
-            text = file.read_text("utf-8")
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            problems.append(source.problem(loc, f"cannot read prompt file {str(file)!r}: {reason}"))
-            continue
-        inlined.append({**raw, "prompt": text})
+        for file_key, text_key, limit in INLINED:
+            name = raw.get(file_key) if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                continue
+            loc = ("steps", index, file_key)
+            if raw.get(text_key) is not None:
+                problems.append(source.problem(loc, f"give `{text_key}` or `{file_key}`, not both"))
+                continue
+            file = base / name
+            try:
+                if file.stat().st_size > limit:
+                    raise ValueError(f"it is over {limit // 1024} KiB")
+                text = file.read_text("utf-8")
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                what = file_key.removesuffix("_file")
+                problems.append(
+                    source.problem(loc, f"cannot read {what} file {str(file)!r}: {reason}")
+                )
+                continue
+            raw = {**raw, text_key: text}
+        inlined.append(raw)
     if problems:
         raise WorkflowError(problems)
     return replace(source, data={**data, "steps": inlined})

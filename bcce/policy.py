@@ -166,6 +166,13 @@ def path_rules(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
+def _is_git_dir(name: str) -> bool:
+    # As git's own protection: case-insensitive, trailing dots and spaces ignored (NTFS,
+    # HFS+), and the NTFS short name.
+    folded = name.rstrip(". ").lower()
+    return folded in (".git", "git~1")
+
+
 def path_denial(path: str, allowed_paths: Sequence[str] | None) -> str | None:
     """Why a workspace-relative path may not be changed, or None when it may.
 
@@ -178,7 +185,7 @@ def path_denial(path: str, allowed_paths: Sequence[str] | None) -> str | None:
         return f"{path!r} is not a path inside the workspace"
     if ".." in pure.parts:
         return f"{path!r} leaves the workspace (..)"
-    if ".git" in pure.parts:
+    if any(_is_git_dir(part) for part in pure.parts):
         return f"{path!r} is inside a .git folder"
     if allowed_paths is None:
         return None

@@ -64,6 +64,8 @@ class StepStatus(StrEnum):
     TIMED_OUT = "timed_out"
     DENIED = "denied"
     CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REJECTED = "rejected"
 
 
 class Record(BaseModel):
@@ -102,6 +104,11 @@ class StepRecord(Record):
     """Tokens of all attempts: input_tokens, output_tokens, cache_read_input_tokens, ..."""
     cost_usd: float = 0.0
     """What all attempts of the step cost (Claude Code's own figure, else the price table)."""
+    tree: str | None = None
+    """The git tree of the run's workspace after the step (isolated runs)."""
+    approval: dict[str, Any] | None = None
+    """apply_diff: the diff awaiting approval (sha256, files, lines) and, once given, who
+    approved it (approved_by, approved_at, comment) or rejected it."""
 
 
 ACTIVE_STEP = (StepStatus.ALLOWED, StepStatus.RUNNING, StepStatus.RETRYING)
@@ -110,6 +117,21 @@ ACTIVE_STEP = (StepStatus.ALLOWED, StepStatus.RUNNING, StepStatus.RETRYING)
 def current_step(steps: list[StepRecord]) -> str | None:
     """The step a run is at: the one allowed, running or waiting to retry."""
     return next((s.id for s in steps if s.status in ACTIVE_STEP), None)
+
+
+class Origin(Record):
+    """Where a run's workspace came from, so any host can rebuild it (a git repository)."""
+
+    repo: str
+    """The repository's top folder on the submitting host."""
+    subdir: str = ""
+    """The workspace inside the repository ('' for its top)."""
+    base_commit: str | None
+    """HEAD when the run was submitted (None in a repository with no commit yet)."""
+    start_tree: str
+    """The working tree at submission (HEAD plus uncommitted and untracked files)."""
+    remote_url: str | None = None
+    """The ``origin`` remote, for hosts that cannot see ``repo``."""
 
 
 class RunRecord(Record):
@@ -132,6 +154,11 @@ class RunRecord(Record):
     """Spent so far by the run's steps, in USD."""
     labels: dict[str, str] = {}
     """Cost labels from the workflow's env: ``team``, ``project``."""
+    origin: Origin | None = None
+    """The git workspace the run's steps work on in a copy of their own (None: in place)."""
+    approve_all: bool = False
+    """``run --approve-all``: apply_diff steps apply without waiting for a person."""
+    submitted_by: str | None = None
 
     @property
     def clock_start(self) -> float:

@@ -98,7 +98,7 @@ _SECRET_KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _SECRET_ENV_RE = re.compile(
-    r"(?:^|_)(?:TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS)$"
+    r"(?:^|_)(?:TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS)$|(?:^|_)TOKEN_"
     r"|(?:^|_)SECRET(?:_|$)|(?:^|_)ACCESS_KEY"
 )
 
@@ -196,6 +196,7 @@ def secret_values(env: Mapping[str, str], names: Iterable[str] = ()) -> list[str
     """The non-empty values of the secret variables in ``env``, without duplicates.
 
     Secret ones are the variables in ``names`` and those whose names look secret: ``*_TOKEN``,
+    ``*_TOKEN_*`` (``AWS_BEARER_TOKEN_BEDROCK``),
     ``*_SECRET``, ``*_SECRET_*``, ``*_PASSWORD``, ``*_API_KEY``, ``*_ACCESS_KEY*``,
     ``*_PRIVATE_KEY``, ``*_CREDENTIALS`` (in any case). ``PATH``, ``HOME`` and the like never are.
     """

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import getpass
+import os
+import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +22,7 @@ from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus, current_s
 from bcce.settings import Settings
 from bcce.state import Event, RunStore
 from bcce.workflow import Workflow
+from bcce.workspace import WorkspaceError, capture
 
 T = TypeVar("T")
 
@@ -73,13 +78,28 @@ def submit(
     plan: Plan,
     workspace: Path,
     run_dir: Path,
+    *,
+    isolate: bool = True,
+    approve_all: bool = False,
 ) -> RunRecord:
     """Record the run, mirror it to run-state.json and enqueue its chain.
 
-    If the chain cannot be published the record is removed again: no half-submitted run.
+    In a git repository (and with isolate) the workspace is recorded first (base commit and
+    uncommitted changes): steps then work in a copy of it. If the chain cannot be published
+    the record and the run's folder are removed again: no half-submitted run.
     """
     chain = to_chain(plan, app)
     types = app.step_types
+    fresh_dir = not run_dir.exists()
+    try:
+        origin = capture(workspace, run_dir) if isolate else None
+    except WorkspaceError as exc:
+        if fresh_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise UsageError(
+            f"cannot record the workspace {workspace}: {exc} (BCCE_ISOLATE=false runs the "
+            "steps in the workspace itself)"
+        ) from None
     run = RunRecord(
         id=plan.run_id,
         workflow=workflow.workflow,
@@ -88,16 +108,37 @@ def submit(
         workspace=str(workspace),
         run_dir=str(run_dir),
         step_ids=[s.id for s in workflow.steps],
+        origin=origin,
+        approve_all=approve_all,
+        submitted_by=identity(),
     )
     steps = [StepRecord(id=s.id, type=s.type, queue=types[s.type].queue) for s in workflow.steps]
-    store.create(run, workflow.snapshot(), steps)
     try:
-        LocalArtifactStore(run_dir).mirror(run, steps)
+        store.create(run, workflow.snapshot(), steps)
+    except Exception:
+        if fresh_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        artifacts = LocalArtifactStore(run_dir)
+        artifacts.write_snapshot(workflow.snapshot())
+        artifacts.mirror(run, steps)
         chain.apply_async()
     except Exception as exc:
         store.delete(run.id)
+        if fresh_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise InfrastructureError(f"could not enqueue run {run.id}: {exc}") from None
     return run
+
+
+def identity() -> str:
+    """Who is acting, as ``user@host`` (recorded on submit, approve, reject, cancel)."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container with a bare uid)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def follow(
@@ -204,6 +245,7 @@ def resubmit(
                 "finished_at": None,
                 "duration_seconds": None,
                 "continued": False,
+                "tree": None,
             }
         )
         for s in steps[start:]

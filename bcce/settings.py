@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -77,6 +78,20 @@ class Settings(BaseSettings):
         default=None,
         description="The Claude Code CLI agent steps run (default: the one the SDK bundles).",
     )
+    workspaces_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where workers keep the copies of runs' repositories their steps work in "
+            "(default: $XDG_CACHE_HOME/bcce/workspaces, else ~/.cache/bcce/workspaces)."
+        ),
+    )
+    isolate: bool = Field(
+        default=True,
+        description=(
+            "Run the steps of a run started in a git repository in a copy of it, so only "
+            "apply_diff changes the working tree; false: steps work in the tree itself."
+        ),
+    )
     wait_poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between progress reads while waiting."
     )
@@ -90,6 +105,14 @@ class Settings(BaseSettings):
     def effective_state_url(self) -> str:
         """The run store's URL: explicit, else the broker, else the in-process store."""
         return self.state_url or self.broker_url or EMBEDDED_STATE_URL
+
+    @property
+    def workspace_cache(self) -> Path:
+        """The folder holding runs' repository copies on this host."""
+        if self.workspaces_dir is not None:
+            return self.workspaces_dir
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(cache) / "bcce" / "workspaces"
 
     @property
     def gate_public_key_files(self) -> list[Path]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bcce.errors import UsageError
+from bcce.records import Origin
 from bcce.workflow import AgentStep, ApplyDiffStep, CmdStep, PromptStep, Step
 
 STEP_TYPES_GROUP = "bcce.step_types"
@@ -55,6 +56,18 @@ class StepContext:
     """Set when the run ends (cancelled, deadline) while the step runs: stop promptly."""
     workflow_model: str | None = None
     """The workflow's ``model``, for steps that call one and set none of their own."""
+    run_dir: Path | None = None
+    """The run's artifact folder (earlier steps' artifacts are in its subfolders)."""
+    origin: Origin | None = None
+    """The repository the run started from, when its steps work in a copy of it."""
+    workspace_root: Path | None = None
+    """The top of that copy (``workspace`` may be a folder inside it)."""
+    start_tree: str | None = None
+    """The git tree of the workspace when this step started (isolated runs)."""
+    approval: Mapping[str, Any] | None = None
+    """apply_diff: the approval recorded for this step, if any."""
+    approve_all: bool = False
+    """The run was started with ``--approve-all``."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,8 @@ class StepOutcome:
     cancelled: bool = False
     """Stopped because ``ctx.cancel`` was set."""
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    awaiting_approval: Mapping[str, Any] | None = None
+    """apply_diff: the step stopped for a person to approve this (sha256, files, lines)."""
 
 
 class Executor(Protocol):
@@ -117,7 +132,12 @@ AGENT = StepType(
     "Claude Code headless on Bedrock",
 )
 APPLY_DIFF = StepType(
-    "apply_diff", "diff", ApplyDiffStep, None, "apply a git diff behind an approval gate"
+    "apply_diff",
+    "diff",
+    ApplyDiffStep,
+    "workers.executors.apply_diff:execute",
+    "apply a git diff behind an approval gate",
+    long_running=False,
 )
 BUILTIN_QUEUES = (POLICY_QUEUE, "agent", "command", "diff")
 

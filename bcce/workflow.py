@@ -47,6 +47,8 @@ class StepPolicy(Model):
     cmd_allowlist: tuple[str, ...] | None = None
     max_cost_usd: PositiveFloat | None = None
     """The most one step (all its attempts) may spend on model calls."""
+    allow_binary: bool | None = None
+    """apply_diff: whether a binary patch may be applied (default: no)."""
 
     @field_validator("cmd_allowlist")
     @classmethod
@@ -165,8 +167,32 @@ class AgentStep(Step):
         return self
 
 
+ApplyTarget = Literal["worktree", "branch", "patch"]
+
+
 class ApplyDiffStep(Step):
-    """``type: apply_diff``: apply the run's changes behind an approval gate."""
+    """``type: apply_diff``: apply the run's changes behind an approval gate.
+
+    The diff is the combined change of the steps before it, or one step's (``from``), or a
+    patch file (``patch_file``, read at load time into ``patch``).
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_step: str | None = Field(default=None, alias="from", pattern=STEP_ID_PATTERN)
+    patch_file: str | None = None
+    patch: str | None = None
+    target: ApplyTarget = "worktree"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApplyDiffStep:
+        if self.from_step and (self.patch is not None or self.patch_file):
+            raise ValueError("give `from` or `patch_file`, not both")
+        return self
+
+    def referenced_steps(self) -> set[str]:
+        """Earlier steps this one reads: its ``from`` step."""
+        return super().referenced_steps() | ({self.from_step} if self.from_step else set())
 
 
 class Env(BaseModel):

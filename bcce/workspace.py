@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bcce.records import Origin
+
 GIT_TIMEOUT_SECONDS = 120
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "bcce",
@@ -105,6 +107,17 @@ class Tracker:
             raise WorkspaceError(f"git {args[0]} failed: {reason[-1] if reason else done}")
         return done.stdout
 
+    def git_ok(self, *args: str) -> str | None:
+        """stdout of a git command that may fail (stripped), or None when it does."""
+        try:
+            return self.git(*args).decode().strip() or None
+        except WorkspaceError:
+            return None
+
+    def has(self, obj: str) -> bool:
+        """Whether this repository can read the object (its own store or alternates)."""
+        return self.git_ok("cat-file", "-t", obj) is not None
+
     def snapshot(self) -> str:
         """The id of a git tree holding the workspace as it is now."""
         with tempfile.TemporaryDirectory(prefix="bcce-index-") as scratch:
@@ -114,7 +127,12 @@ class Tracker:
             source = Path(real) if os.path.isabs(real) else self.workspace / real
             if source.is_file():
                 shutil.copy2(source, index)  # its mtime keeps git's racy-clean check honest
-            excluded = [f":(exclude,top){path}" for path in self.exclude]
+            # A pathspec naming an ignored folder makes `git add` fail: only the others.
+            excluded = [
+                f":(exclude,top){path}"
+                for path in self.exclude
+                if self.git_ok("check-ignore", "--", path) is None
+            ]
             self.git("add", "--all", "--", ".", *excluded, index=index)
             return self.git("write-tree", index=index).decode().strip()
 
@@ -178,3 +196,58 @@ class Tracker:
                 index = Path(scratch) / "index"
                 self.git("read-tree", before, index=index)
                 self.git("checkout-index", "--force", "--", *back, index=index)
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+WORKSPACE_PATCH = "workspace.patch"
+"""The uncommitted changes a run started from, relative to its base commit (run folder)."""
+
+
+def runs_root(run_dir: Path, workspace: Path) -> Path:
+    """The folder holding runs (``.bcce_runs``), or the run's own when it sits directly in
+    the workspace: what snapshots leave out."""
+    return run_dir.parent if run_dir.parent.resolve() != workspace.resolve() else run_dir
+
+
+def repository_top(path: Path) -> Path | None:
+    """The top folder of the git working tree holding path, or None outside one."""
+    if shutil.which("git") is None:
+        return None
+    found = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Path(found.stdout.strip()).resolve() if found.returncode == 0 else None
+
+
+def capture(workspace: Path, run_dir: Path) -> Origin | None:
+    """Record where a run starts: the repository, its HEAD and the working tree as a tree.
+
+    Writes the uncommitted changes (tracked and untracked, .gitignore respected) to
+    ``<run_dir>/workspace.patch`` for hosts that cannot read the repository's objects.
+    None when the workspace is not in a git repository (steps then work in place).
+    """
+    top = repository_top(workspace)
+    if top is None:
+        return None
+    skip = runs_root(run_dir, top).resolve()
+    tracker = Tracker(
+        top, None, (skip.relative_to(top).as_posix(),) if skip.is_relative_to(top) else ()
+    )
+    start = tracker.snapshot()
+    head = tracker.git_ok("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    base_tree = (
+        tracker.git("rev-parse", f"{head}^{{tree}}").decode().strip() if head else EMPTY_TREE
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / WORKSPACE_PATCH).write_bytes(tracker.diff(base_tree, start))
+    subdir = workspace.resolve().relative_to(top).as_posix()
+    return Origin(
+        repo=str(top),
+        subdir="" if subdir == "." else subdir,
+        base_commit=head,
+        start_tree=start,
+        remote_url=tracker.git_ok("config", "--get", "remote.origin.url"),
+    )

@@ -119,6 +119,8 @@ def _gate_keys() -> tuple[Path, Path]:
 
 
 GATE_KEY, GATE_PUB = _gate_keys()
+# Where workers keep runs' repository copies: never the developer's ~/.cache.
+WORKSPACES = tempfile.mkdtemp(prefix="bcce-test-workspaces-")
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -128,6 +130,7 @@ def base_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["BCCE_GATE_PRIVATE_KEY_FILE"] = str(GATE_KEY)
     env["BCCE_GATE_PUBLIC_KEYS"] = str(GATE_PUB)
+    env["BCCE_WORKSPACES_DIR"] = WORKSPACES
     env.update(extra)
     return env
 

@@ -49,6 +49,7 @@ class Runtime:
         self.output_cap_bytes = settings.output_cap_bytes
         self.cancel_watch = CancelWatch(self.store)
         self.grant_ttl_seconds = settings.gate_grant_ttl_seconds
+        self.workspace_cache = settings.workspace_cache
         self._settings = settings
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +27,8 @@ from bcce.gate import GrantRefused
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from bcce.workflow import Step, Workflow
-from workers import metrics
+from bcce.workspace import WorkspaceError
+from workers import metrics, workspaces
 from workers.runtime import Runtime, executor, runtime, step_env
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class StepFailed(Exception):
 
 class StepCancelled(Exception):
     """Raised when a step was stopped because its run ended meanwhile; stops the chain."""
+
+
+class StepAwaitingApproval(Exception):
+    """Raised when an apply_diff step stops for a person's approval; stops the chain."""
 
 
 def register(app: BcceCelery) -> None:
@@ -66,7 +71,7 @@ def register(app: BcceCelery) -> None:
         app.task(
             name=kind.task_name,
             max_retries=None,
-            throws=(StepDenied, StepFailed, StepCancelled),
+            throws=(StepDenied, StepFailed, StepCancelled, StepAwaitingApproval),
             **options,
         )(step)
 
@@ -80,7 +85,7 @@ def _fail_run_on_crash(app: BcceCelery, task: Task, run_id: str, step_id: str) -
     """
     try:
         yield
-    except (StepDenied, StepFailed, StepCancelled, Retry):
+    except (StepDenied, StepFailed, StepCancelled, StepAwaitingApproval, Retry):
         raise
     except Exception as exc:
         reason = f"{task.name} crashed on {task.request.hostname}: {type(exc).__name__}: {exc}"
@@ -237,24 +242,49 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
     artifacts.write_json(step_id, POLICY, {**(record.decision or {}), "grant": record.grant})
     run_dir = Path(run.run_dir)
-    with rt.cancel_watch.watching(run_id) as cancel:
-        outcome = _execute(
-            rt,
-            StepContext(
-                run_id=run_id,
-                step=step,
-                attempt=attempt,
-                timeout_seconds=decision.timeout_seconds,
-                workspace=Path(run.workspace),
-                step_dir=step_dir,
-                env=step_env(run, workflow, step_id, step_dir, dict(os.environ)),
-                output_cap_bytes=rt.output_cap_bytes,
-                read_output=lambda sid: (run_dir / sid / OUTPUT).read_text("utf-8"),
-                output_path=lambda sid: run_dir / sid / OUTPUT,
-                cancel=cancel,
-                workflow_model=workflow.model,
-            ),
-        )
+    prepared: workspaces.Prepared | None = None
+    workspace = Path(run.workspace)
+    env = step_env(run, workflow, step_id, step_dir, dict(os.environ))
+    try:
+        if run.origin is not None:
+            prepared = workspaces.prepare(run, rt.store.steps(run_id), step_id, rt.workspace_cache)
+            workspace = prepared.path
+            env["BCCE_WORKSPACE"] = str(workspace)
+    except WorkspaceError as exc:
+        outcome = StepOutcome(ok=False, error=f"cannot prepare the run's workspace: {exc}")
+    else:
+        with rt.cancel_watch.watching(run_id) as cancel:
+            outcome = _execute(
+                rt,
+                StepContext(
+                    run_id=run_id,
+                    step=step,
+                    attempt=attempt,
+                    timeout_seconds=decision.timeout_seconds,
+                    workspace=workspace,
+                    step_dir=step_dir,
+                    env=env,
+                    output_cap_bytes=rt.output_cap_bytes,
+                    read_output=lambda sid: (run_dir / sid / OUTPUT).read_text("utf-8"),
+                    output_path=lambda sid: run_dir / sid / OUTPUT,
+                    cancel=cancel,
+                    workflow_model=workflow.model,
+                    run_dir=run_dir,
+                    origin=run.origin,
+                    workspace_root=prepared.root if prepared else None,
+                    start_tree=prepared.before if prepared else None,
+                    approval=record.approval,
+                    approve_all=run.approve_all,
+                ),
+            )
+    if prepared is not None:
+        try:
+            record = record.model_copy(update={"tree": prepared.finish(step_dir)})
+        except WorkspaceError as exc:
+            outcome = replace(outcome, ok=False, error=f"cannot record the step's changes: {exc}")
+    if outcome.awaiting_approval is not None:
+        _await_approval(rt, run_id, record, step_dir, outcome.awaiting_approval)
+        raise StepAwaitingApproval(f"{run_id} {step_id}: awaiting approval")
     finished = time.time()
     duration = finished - started
     artifacts.write_json(
@@ -273,10 +303,11 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     if denials:
         _record_denials(rt, run_id, step_id, denials)
     spend = _spend(record, outcome)
+    run_spent = run.cost_usd
     if spend:
         record = record.model_copy(update=spend)
-        _charge(rt, run_id, workflow, step_id, outcome)
-    over_budget = _over_step_budget(step, record)
+        run_spent = _charge(rt, run_id, workflow, step_id, outcome)
+    over_budget = _over_step_budget(step, record) or _over_run_budget(workflow, run_spent)
     if over_budget and outcome.ok:
         outcome = replace(outcome, ok=False, error=over_budget)
 
@@ -345,6 +376,36 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     raise StepFailed(f"{run_id} {step_id}: {outcome.error}")
 
 
+def _await_approval(
+    rt: Runtime, run_id: str, record: StepRecord, step_dir: Path, request: Mapping[str, Any]
+) -> None:
+    """Stop the run for a person: the step awaits approval of the diff with this hash."""
+    now = time.time()
+    rt.store.put_step(
+        run_id,
+        record.model_copy(
+            update={
+                "status": StepStatus.AWAITING_APPROVAL,
+                "approval": {**request, "requested_at": now},
+                "finished_at": now,
+                "artifacts": rt.artifacts(rt.store.run(run_id)).listing(record.id),
+            }
+        ),
+        {
+            "type": "step.awaiting_approval",
+            "step": record.id,
+            "sha256": request.get("sha256"),
+            "files": request.get("files"),
+            "lines": request.get("lines"),
+        },
+    )
+    reason = (
+        f"step {record.id} awaits approval of its diff (sha256 {request.get('sha256')}): "
+        f"`bcce workflow diff {run_id} {record.id}`, then `bcce workflow approve` or `reject`"
+    )
+    _finish(rt, run_id, RunStatus.AWAITING_APPROVAL, reason)
+
+
 def _record_denials(rt: Runtime, run_id: str, step_id: str, denials: list[Any]) -> None:
     """Each tool call the policy denied inside the step, in the run's history and metrics."""
     for denial in denials:
@@ -379,7 +440,8 @@ def _spend(record: StepRecord, outcome: StepOutcome) -> dict[str, Any]:
 
 def _charge(
     rt: Runtime, run_id: str, workflow: Workflow, step_id: str, outcome: StepOutcome
-) -> None:
+) -> float:
+    """Add the step's cost to the run (and metrics); returns what the run has spent."""
     cost = float(outcome.metrics.get("cost_usd") or 0.0)
     model = str(outcome.metrics.get("model") or "default")
     labels = workflow.env.labels()
@@ -391,7 +453,15 @@ def _charge(
     def add(run: RunRecord) -> RunRecord:
         return run.model_copy(update={"cost_usd": run.cost_usd + cost, "labels": labels})
 
-    rt.store.update_run(run_id, add)
+    updated = rt.store.update_run(run_id, add)
+    return updated.cost_usd if updated is not None else cost
+
+
+def _over_run_budget(workflow: Workflow, spent: float) -> str | None:
+    cap = workflow.env.max_cost_usd
+    if cap is None or spent <= cap:
+        return None
+    return f"the run has spent ${spent:.4f} of its env.max_cost_usd ${cap:g}"
 
 
 def _over_step_budget(step: Step, record: StepRecord) -> str | None:

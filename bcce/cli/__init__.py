@@ -50,6 +50,9 @@ def _register() -> None:
 
     workflow.group.add_command(control.resume)
     workflow.group.add_command(control.cancel)
+    workflow.group.add_command(control.diff)
+    workflow.group.add_command(control.approve)
+    workflow.group.add_command(control.reject)
     workflow.group.add_command(logs.logs)
     workflow.group.add_command(diagram.command)
     cli.add_command(workflow.group)

@@ -1,16 +1,22 @@
-"""``bcce workflow resume`` and ``cancel``: acting on runs that exist."""
+"""``bcce workflow resume``, ``cancel``, ``diff``, ``approve`` and ``reject``: acting on
+runs that exist."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from bcce import policy
+from bcce.cli.attach import Attached, attach, continue_run
 from bcce.cli.options import broker_option, settings_for
-from bcce.cli.output import Reporter
-from bcce.cli.waiting import check_reports, end, follow_options, follow_run, open_store
+from bcce.cli.waiting import check_reports, follow_options, open_store
 from bcce.errors import UsageError
+from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
+
+PROPOSED = "proposed.diff"
 
 
 @click.command("resume")
@@ -38,40 +44,23 @@ def resume(
     """Continue an ended run from its first unfinished step (or --from STEP).
 
     The stored workflow snapshot is used, earlier steps and their artifacts are kept, and
-    the run's deadline counts again from now.
+    the run's deadline counts again from now. Embedded runs are continued in this process.
     """
-    from bcce.celery_app import make_app
-    from bcce.compiler import compile_plan
-    from bcce.loader import from_snapshot
-    from bcce.runs import check_workers, resubmit, resume_point
-    from bcce.steptypes import registry
+    from bcce.runs import resume_point
 
     check_reports(junit, summary_json, wait)
-    settings = settings_for(broker)
-    if settings.embedded:
-        raise UsageError(
-            "resume needs a broker (BCCE_BROKER_URL or --broker): an embedded "
-            "run keeps no run store once its process ends"
-        )
-    store = open_store(settings)
-    run, steps = store.run_with_steps(run_id)
-    start = resume_point(run, steps, start_at)
-    types = registry()
-    workflow = from_snapshot(store.snapshot(run_id), types)
-    plan = compile_plan(workflow, types, policy.Limits.of(settings), run_id, start_at=start)
-    plan.require_runnable()
-    app = make_app(settings, types)
-    if not no_worker_check:
-        check_workers(app, plan.queues, settings.worker_check_timeout)
-    after = store.last_event_id(run_id)
-    record = resubmit(app, store, workflow, plan, steps)
-    if not wait:
-        click.echo(record.id)
-        return
-    reporter = Reporter(as_json)
-    reporter.resumed(record, start)
-    final = follow_run(store, settings, run_id, reporter, timeout, app, plan.queues, after)
-    end(store, final, reporter, junit, summary_json)
+    attached = attach(settings_for(broker), run_id)
+    start = resume_point(attached.run, attached.steps, start_at)
+    continue_run(
+        attached,
+        start,
+        wait=wait,
+        as_json=as_json,
+        no_worker_check=no_worker_check,
+        timeout=timeout,
+        junit=junit,
+        summary_json=summary_json,
+    )
 
 
 @click.command("cancel")
@@ -80,10 +69,8 @@ def resume(
 @broker_option
 def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
     """Cancel a run: no further step passes the gate, the step in flight is stopped."""
-    import getpass
-    import socket
-
     from bcce.runs import cancel as cancel_run
+    from bcce.runs import identity
 
     settings = settings_for(broker)
     if settings.embedded:
@@ -91,6 +78,178 @@ def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
             "an embedded run lives in the process running it: press Ctrl-C there "
             "(cancel needs BCCE_BROKER_URL or --broker)"
         )
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
-    cancel_run(open_store(settings), run_id, who, reason)
+    cancel_run(open_store(settings), run_id, identity(), reason)
     click.echo(f"run {run_id} cancelled; a step in flight stops within a few seconds")
+
+
+@click.command("diff")
+@click.argument("run_id")
+@click.argument("step_id")
+@broker_option
+def diff(run_id: str, step_id: str, broker: str | None) -> None:
+    """Print the diff an apply_diff step proposes (its SHA-256 goes to stderr)."""
+    from bcce.patches import digest
+    from bcce.runs import load_run
+
+    run, steps = load_run(settings_for(broker), run_id)
+    step = _step(run, steps, step_id)
+    patch = _proposed(run, step)
+    approval = step.approval or {}
+    state = step.status.value
+    if approval.get("approved_sha") == digest(patch):
+        state += f", approved by {approval.get('approved_by')}"
+    click.echo(f"# {run_id} {step_id}: sha256 {digest(patch)} ({state})", err=True)
+    sys.stdout.buffer.write(patch)
+
+
+@click.command("approve")
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option(
+    "--sha",
+    default=None,
+    metavar="SHA256",
+    help="The hash `bcce workflow diff` showed (at least 12 digits): approve only that diff.",
+)
+@click.option("--comment", default=None, help="Recorded with the approval.")
+@follow_options
+@broker_option
+def approve(
+    run_id: str,
+    step_id: str,
+    sha: str | None,
+    comment: str | None,
+    wait: bool,
+    as_json: bool,
+    no_worker_check: bool,
+    timeout: float | None,
+    junit: Path | None,
+    summary_json: Path | None,
+    broker: str | None,
+) -> None:
+    """Approve the diff an apply_diff step awaits, then continue the run from that step.
+
+    The diff on record is hashed again and must still be the one that was shown; the step
+    applies only a diff with that hash.
+    """
+    from bcce.runs import identity
+
+    check_reports(junit, summary_json, wait)
+    if sha is not None and len(sha) < 12:
+        raise UsageError("--sha needs at least 12 hex digits of the diff's SHA-256")
+    attached = attach(settings_for(broker), run_id)
+    pending = _awaiting(attached, step_id)
+    if sha is not None and not pending.startswith(sha.lower()):
+        raise UsageError(
+            f"step {step_id} awaits approval of sha256 {pending}, not {sha}: review it "
+            f"again with `bcce workflow diff {run_id} {step_id}`"
+        )
+    who = identity()
+    record = {"approved_sha": pending, "approved_by": who, "approved_at": time.time()}
+    if comment:
+        record["comment"] = comment
+    _decide(attached, step_id, record, StepStatus.PENDING, "step.approved", who, comment)
+    continue_run(
+        attached,
+        step_id,
+        wait=wait,
+        as_json=as_json,
+        no_worker_check=no_worker_check,
+        timeout=timeout,
+        junit=junit,
+        summary_json=summary_json,
+    )
+
+
+@click.command("reject")
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--reason", required=True, help="Why; recorded with the run.")
+@broker_option
+def reject(run_id: str, step_id: str, reason: str, broker: str | None) -> None:
+    """Reject the diff an apply_diff step awaits: the run ends rejected (exit 4)."""
+    from bcce.runs import identity
+
+    attached = attach(settings_for(broker), run_id)
+    _awaiting(attached, step_id)
+    who = identity()
+    record = {"rejected_by": who, "rejected_at": time.time(), "reason": reason}
+    _decide(attached, step_id, record, StepStatus.REJECTED, "step.rejected", who, reason)
+    error = f"step {step_id} rejected by {who}: {reason}"
+
+    def rejected(run: RunRecord) -> RunRecord | None:
+        if run.status != RunStatus.AWAITING_APPROVAL:
+            return None
+        return run.model_copy(update={"status": RunStatus.REJECTED, "error": error})
+
+    event = {"type": "run.finished", "status": RunStatus.REJECTED.value, "error": error}
+    if attached.store.update_run(run_id, rejected, event) is None:
+        raise UsageError(f"run {run_id} changed while rejecting: check `bcce workflow status`")
+    attached.mirror()
+    click.echo(f"run {run_id} rejected: {reason}")
+
+
+def _step(run: RunRecord, steps: list[StepRecord], step_id: str) -> StepRecord:
+    for step in steps:
+        if step.id == step_id:
+            return step
+    raise UsageError(f"run {run.id} has no step {step_id!r}; steps: {', '.join(run.step_ids)}")
+
+
+def _proposed(run: RunRecord, step: StepRecord) -> bytes:
+    path = Path(run.run_dir) / step.id / PROPOSED
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise UsageError(
+            f"step {step.id} of run {run.id} has no proposed diff at {path} (is it an "
+            "apply_diff step that ran, and is the run's folder on this host?)"
+        ) from None
+
+
+def _awaiting(attached: Attached, step_id: str) -> str:
+    """The SHA-256 the step awaits approval of, checked against the diff on record."""
+    from bcce.patches import digest
+
+    run = attached.run
+    step = _step(run, attached.steps, step_id)
+    pending = (step.approval or {}).get("sha256")
+    if (
+        run.status != RunStatus.AWAITING_APPROVAL
+        or step.status != StepStatus.AWAITING_APPROVAL
+        or not pending
+    ):
+        raise UsageError(
+            f"step {step_id} of run {run.id} is not awaiting approval (run "
+            f"{run.status.value}, step {step.status.value})"
+        )
+    actual = digest(_proposed(run, step))
+    if actual != pending:
+        raise UsageError(
+            f"the diff of step {step_id} on disk hashes to {actual}, not the {pending} that "
+            "awaits approval: it was changed; nothing approved"
+        )
+    return str(pending)
+
+
+def _decide(
+    attached: Attached,
+    step_id: str,
+    decision: dict[str, Any],
+    status: StepStatus,
+    kind: str,
+    who: str,
+    note: str | None,
+) -> None:
+    def change(step: StepRecord) -> StepRecord | None:
+        if step.status != StepStatus.AWAITING_APPROVAL:
+            return None
+        return step.model_copy(
+            update={"approval": {**(step.approval or {}), **decision}, "status": status}
+        )
+
+    event = {"type": kind, "step": step_id, "by": who}
+    if note:
+        event["comment" if kind == "step.approved" else "reason"] = note
+    if attached.store.update_step(attached.run.id, step_id, change, event) is None:
+        raise UsageError(f"step {step_id} changed meanwhile: check `bcce workflow status`")

@@ -96,6 +96,18 @@ class Reporter:
             )
         elif kind == "step.redelivered":
             self.line(f"  {step} redelivered after it finished; not run again")
+        elif kind == "step.awaiting_approval":
+            self.line(
+                f"  [yellow]{step} awaits approval[/]: {event.get('files')} files, "
+                f"+/-{event.get('lines')} lines, sha256 {str(event.get('sha256'))[:12]}"
+            )
+        elif kind in ("step.approved", "step.rejected"):
+            verb = kind.removeprefix("step.")
+            note = event.get("comment") or event.get("reason")
+            self.line(
+                f"  {step} {verb} by {escape(str(event.get('by')))}"
+                + (f": {escape(str(note))}" if note else "")
+            )
         elif kind == "step.tool_denied":
             self.line(
                 f"  [magenta]{step}: {escape(str(event.get('tool')))} denied[/]: "

@@ -69,7 +69,13 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Directory the steps run in.",
+    help="The workspace: in a git repository the steps work in a copy of it, and only "
+    "apply_diff steps change it; elsewhere the steps run in it.",
+)
+@click.option(
+    "--approve-all",
+    is_flag=True,
+    help="apply_diff steps apply without waiting for approval (trusted local use only).",
 )
 @follow_options
 @broker_option
@@ -78,6 +84,7 @@ def run(
     variables: tuple[str, ...],
     wait: bool,
     dry_run: bool,
+    approve_all: bool,
     as_json: bool,
     workspace: Path,
     no_worker_check: bool,
@@ -119,6 +126,7 @@ def run(
     workspace = workspace.resolve()
     run_dir = run_dir_for(workflow, settings, workspace, run_id)
     store = open_store(settings)
+    options = {"isolate": settings.isolate, "approve_all": approve_all}
     if settings.embedded:
         from workers.app import build  # embedded runs are their own workers
         from workers.embedded import embedded_workers
@@ -126,7 +134,7 @@ def run(
         app = build(settings)
         with embedded_workers(app, plan.queues):
             try:
-                record = submit(app, store, workflow, plan, workspace, run_dir)
+                record = submit(app, store, workflow, plan, workspace, run_dir, **options)
                 reporter.submitted(record, "embedded")
                 final = follow_run(store, settings, run_id, reporter, timeout)
             except BaseException as exc:
@@ -141,7 +149,7 @@ def run(
         app = make_app(settings, types)
         if not no_worker_check:
             check_workers(app, plan.queues, settings.worker_check_timeout)
-        record = submit(app, store, workflow, plan, workspace, run_dir)
+        record = submit(app, store, workflow, plan, workspace, run_dir, **options)
         if not wait:
             click.echo(record.id)
             return

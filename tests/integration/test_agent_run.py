@@ -141,7 +141,8 @@ def test_an_agent_edit_is_checked_by_a_command_and_summarised_by_a_model(
     assert code == 0, summary
     steps = {s["id"]: s for s in summary["steps"]}
     assert [s["status"] for s in summary["steps"]] == ["succeeded"] * 3
-    assert (workspace / "src" / "calc.py").read_text().endswith("a + b\n")
+    # The agent worked in the run's copy of the repository: nothing reached the original.
+    assert (workspace / "src" / "calc.py").read_text().endswith("a - b\n")
     fix_dir = Path(summary["run_dir"]) / "fix"
     assert "+    return a + b" in (fix_dir / "changes.diff").read_text()
     assert (fix_dir / "transcript.jsonl").stat().st_size > 0
@@ -200,15 +201,30 @@ def test_a_denied_tool_call_is_in_the_run_history_and_fails_the_step(
     assert "outside the workspace" in denied[0]["reason"]
 
 
-def test_a_run_over_its_budget_is_stopped_at_the_next_gate_with_exit_6(
-    pools: Workers, tmp_path: Path
+@pytest.mark.parametrize(
+    ("cap", "error", "statuses"),
+    [
+        # The step that goes over ends the run: its work is not taken further.
+        (
+            "0.01",
+            "step fix failed: the run has spent $0.0105 of its env.max_cost_usd $0.01",
+            ["failed", "pending", "pending"],
+        ),
+        # A run that has spent exactly its budget: the gate denies the next step.
+        (
+            "0.0105",
+            "step check denied: the run has spent $0.0105 of its env.max_cost_usd $0.0105",
+            ["succeeded", "denied", "pending"],
+        ),
+    ],
+)
+def test_a_run_over_its_budget_ends_with_exit_6(
+    pools: Workers, tmp_path: Path, cap: str, error: str, statuses: list[str]
 ) -> None:
     workspace = repository(tmp_path / "repo")
-    path = workflow(tmp_path, EDIT, extra_env="  max_cost_usd: 0.01")
+    path = workflow(tmp_path, EDIT, extra_env=f"  max_cost_usd: {cap}")
     code, summary = run(pools, path, workspace)
     assert code == 6
     assert summary["status"] == "budget_exceeded"
-    assert summary["error"] == (
-        "step check denied: the run has spent $0.0105 of its env.max_cost_usd $0.01"
-    )
-    assert [s["status"] for s in summary["steps"]] == ["succeeded", "denied", "pending"]
+    assert summary["error"] == error
+    assert [s["status"] for s in summary["steps"]] == statuses

@@ -266,7 +266,8 @@ def test_edits_made_without_asking_are_caught_after_the_step_and_discarded(
     )
     assert agent_step.source("src/app.py").endswith("return a - b\n")
     assert not (agent_step.workspace / ".github").exists()
-    assert "x.yml" in agent_step.artifact("changes.diff")  # kept for review
+    assert "x.yml" in agent_step.artifact("discarded.diff")  # kept for review
+    assert agent_step.artifact("changes.diff") == ""  # what the step left: nothing
     assert outcome.metrics["changes_discarded"] is True
 
 

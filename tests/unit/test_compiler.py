@@ -13,8 +13,8 @@ from bcce.compiler import Plan, compile_plan, signatures, to_chain
 from bcce.errors import UsageError
 from bcce.loader import from_snapshot
 from bcce.settings import Settings
-from bcce.steptypes import registry
-from bcce.workflow import Workflow
+from bcce.steptypes import StepType, registry
+from bcce.workflow import Step, Workflow
 
 RUN_ID = "2026-11-26T14-03-07-a1b2c3"
 LIMITS = policy.Limits(default_timeout_seconds=1800, max_timeout_seconds=3600)
@@ -92,12 +92,23 @@ def test_each_planned_step_carries_its_effective_policy() -> None:
     assert [s.effective.timeout_seconds for s in plan.steps] == [1800, 5]
 
 
-def test_apply_diff_steps_are_not_runnable_yet() -> None:
-    assert [(s.id, s.runnable) for s in plan_of(*MIXED).steps] == [
+# A plugin type that can only validate (no executor yet), next to the built-ins.
+DRAFT = StepType("draft", "command", Step, None, "validates, cannot run")
+
+
+def plan_with_draft() -> Plan:
+    types = {**registry(), "draft": DRAFT}
+    snapshot = {"version": 1, "workflow": "w", "steps": [*MIXED, {"id": "later", "type": "draft"}]}
+    return compile_plan(from_snapshot(snapshot, types), types, LIMITS, RUN_ID)
+
+
+def test_every_built_in_step_type_runs_and_a_type_without_executor_does_not() -> None:
+    assert [(s.id, s.runnable) for s in plan_with_draft().steps] == [
         ("ask", True),
         ("fix", True),
         ("test", True),
-        ("ship", False),
+        ("ship", True),
+        ("later", False),
     ]
 
 
@@ -157,9 +168,9 @@ def test_the_chain_is_bound_to_the_given_app_and_holds_every_signature(app: Bcce
 
 def test_a_chain_with_step_types_that_cannot_run_yet_is_refused(app: BcceCelery) -> None:
     with pytest.raises(UsageError) as caught:
-        to_chain(plan_of(*MIXED), app)
+        to_chain(plan_with_draft(), app)
     assert str(caught.value) == (
-        "step(s) ship use a step type this version of bcce can validate but not "
+        "step(s) later use a step type this version of bcce can validate but not "
         "run yet: see `bcce plugin list`"
     )
 

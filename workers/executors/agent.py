@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from bcce.redact import Redactor, secret_values
 from bcce.settings import Settings
 from bcce.steptypes import StepContext, StepOutcome
 from bcce.workflow import AgentStep
-from bcce.workspace import Change, Tracker, WorkspaceError
+from bcce.workspace import Change, Tracker, WorkspaceError, runs_root
 from workers.executors import prompting, transcript
 from workers.sandbox import CommandError, run_command
 
 TRANSCRIPT_JSONL = "transcript.jsonl"
 TRANSCRIPT_MD = "transcript.md"
 CHANGES = "changes.diff"
+DISCARDED = "discarded.diff"
 REQUEST = "agent-request.json"
 RESULT = "agent-result.json"
 # What Claude Code needs from the worker's environment to reach Bedrock, and nothing else.
@@ -77,9 +79,10 @@ def execute(ctx: StepContext) -> StepOutcome:
     effective = policy.effective(step, policy.Limits(seconds, seconds))
     tools = agentpolicy.tool_set(step.available_tools, effective)
     run_dir = ctx.step_dir.parent
-    runs_root = run_dir.parent if run_dir.parent.resolve() != ctx.workspace.resolve() else run_dir
     try:
-        tracker = Tracker.for_workspace(ctx.workspace, run_dir / ".track", runs_root)
+        tracker = Tracker.for_workspace(
+            ctx.workspace, run_dir / ".track", runs_root(run_dir, ctx.workspace)
+        )
         before = tracker.snapshot()
     except WorkspaceError as exc:
         return _failed(ctx, f"cannot track the workspace: {exc}")
@@ -128,10 +131,12 @@ def execute(ctx: StepContext) -> StepOutcome:
         diff = tracker.diff(before, after)
     except WorkspaceError as exc:
         return _failed(ctx, f"cannot measure the workspace changes: {exc}")
-    (ctx.step_dir / CHANGES).write_bytes(diff)
     violation = _violation(changes, effective)
     if violation:
         tracker.restore(before, [c.path for c in changes])
+        (ctx.step_dir / DISCARDED).write_bytes(diff)  # kept for review, never applied
+        diff = b""
+    (ctx.step_dir / CHANGES).write_bytes(diff)
 
     text = session.get("result") or session.get("text") or ""
     (ctx.step_dir / OUTPUT).write_text(text + ("\n" if text else ""), encoding="utf-8")
@@ -165,7 +170,7 @@ def _error(
     if session.get("is_error"):
         detail = "; ".join(session.get("errors") or []) or session.get("result") or ""
         return f"Claude Code ended with an error ({session.get('subtype')}): {detail}".rstrip(": ")
-    denials = session.get("denials") or []
+    denials = all_denials(session)
     if denials and step.fail_on_denial:
         first = denials[0]
         return (
@@ -194,6 +199,26 @@ def _violation(changes: list[Change], effective: policy.Effective) -> str | None
     return None
 
 
+def all_denials(session: dict[str, Any]) -> list[dict[str, Any]]:
+    """bcce's own denials, plus the tool calls Claude Code refused by its permission rules
+    (the disallowed list) before asking bcce; each call once."""
+    ours: list[dict[str, Any]] = list(session.get("denials") or [])
+    seen = {d.get("tool_use_id") for d in ours if d.get("tool_use_id")}
+    for denied in session.get("permission_denials") or []:
+        if not isinstance(denied, dict) or denied.get("tool_use_id") in seen:
+            continue
+        ours.append(
+            {
+                "tool": denied.get("tool_name"),
+                "input": denied.get("tool_input"),
+                "reason": "not among the step's tools (refused by Claude Code's permission rules)",
+                "via": "claude-code",
+                "tool_use_id": denied.get("tool_use_id"),
+            }
+        )
+    return ours
+
+
 def _metrics(
     session: dict[str, Any], model: str | None, changes: list[Change], discarded: bool
 ) -> dict[str, Any]:
@@ -212,7 +237,7 @@ def _metrics(
         "cost_usd": cost,
         "cost_source": "claude-code" if isinstance(reported, int | float) else "price-table",
         "model_usage": session.get("model_usage") or {},
-        "denials": session.get("denials") or [],
+        "denials": all_denials(session),
         "permission_denials": session.get("permission_denials") or [],
         "files_changed": len(changes),
         "lines_changed": sum(c.added + c.removed for c in changes),
@@ -221,8 +246,13 @@ def _metrics(
 
 
 def _claude_bin() -> str | None:
+    """BCCE_CLAUDE_BIN as a path, or a bare name looked up on PATH (as ``bcce doctor`` does)."""
     configured = Settings().claude_bin
-    return str(configured.resolve()) if configured else None
+    if configured is None:
+        return None
+    if len(configured.parts) == 1:
+        return shutil.which(str(configured)) or str(configured)
+    return str(configured.resolve())
 
 
 def _previous_session(ctx: StepContext) -> str | None:
