@@ -60,6 +60,23 @@ class LocalArtifactStore:
         data: dict[str, Any] = json.loads((self.run_dir / WORKFLOW_SNAPSHOT).read_text("utf-8"))
         return data
 
+    def read_bytes(self, step_id: str | None, name: str) -> bytes:
+        """One artifact of a step (or of the run itself when step_id is None)."""
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError("an artifact name is a file name")
+        folder = self.run_dir / step_id if step_id else self.run_dir
+        return (folder / name).read_bytes()
+
+    def sizes(self, step_id: str | None) -> dict[str, int]:
+        """The files of a step (or the run's own), with their sizes in bytes."""
+        folder = self.run_dir / step_id if step_id else self.run_dir
+        try:
+            with os.scandir(folder) as entries:
+                found = [e for e in entries if e.is_file() and not e.name.startswith(".")]
+                return {e.name: e.stat().st_size for e in sorted(found, key=lambda e: e.name)}
+        except FileNotFoundError:
+            return {}
+
     def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:
         """Write run-state.json: the run record with its steps, as Redis holds them."""
         state = {

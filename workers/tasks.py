@@ -28,7 +28,8 @@ from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from bcce.workflow import Step, Workflow
 from bcce.workspace import WorkspaceError
-from workers import metrics, workspaces
+from bcce import clones
+from workers import metrics
 from workers.runtime import Runtime, executor, runtime, step_env
 
 log = logging.getLogger(__name__)
@@ -242,12 +243,12 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
     artifacts.write_json(step_id, POLICY, {**(record.decision or {}), "grant": record.grant})
     run_dir = Path(run.run_dir)
-    prepared: workspaces.Prepared | None = None
+    prepared: clones.Prepared | None = None
     workspace = Path(run.workspace)
     env = step_env(run, workflow, step_id, step_dir, dict(os.environ))
     try:
         if run.origin is not None:
-            prepared = workspaces.prepare(run, rt.store.steps(run_id), step_id, rt.workspace_cache)
+            prepared = clones.prepare(run, rt.store.steps(run_id), step_id, rt.workspace_cache)
             workspace = prepared.path
             env["BCCE_WORKSPACE"] = str(workspace)
     except WorkspaceError as exc:

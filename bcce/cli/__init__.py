@@ -35,6 +35,7 @@ def cli() -> None:
 
 def _register() -> None:
     from bcce.cli import (
+        artifacts,
         control,
         cost,
         diagram,
@@ -53,6 +54,8 @@ def _register() -> None:
     workflow.group.add_command(control.diff)
     workflow.group.add_command(control.approve)
     workflow.group.add_command(control.reject)
+    workflow.group.add_command(artifacts.artifacts)
+    workflow.group.add_command(artifacts.checkout)
     workflow.group.add_command(logs.logs)
     workflow.group.add_command(diagram.command)
     cli.add_command(workflow.group)

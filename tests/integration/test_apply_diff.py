@@ -137,6 +137,30 @@ def test_the_run_stops_for_approval_and_applies_exactly_the_approved_diff(
     assert again.code == 2 and "is not awaiting approval" in again.err
 
 
+def test_artifacts_and_workspaces_of_a_run_can_be_read_back(
+    pools: Workers, repo: Path, tmp_path: Path
+) -> None:
+    code, summary = run(pools, workflow(repo, SHIP), repo)
+    assert code == 4
+    run_id = summary["run_id"]
+    listing = cli(pools, "workflow", "artifacts", run_id, "--json")
+    names = json.loads(listing.out)["artifacts"]
+    assert {"run-state.json", "workflow.json", "workspace.patch"} <= set(names[""])
+    assert {"changes.diff", "stdout.txt", "policy.json", "metrics.json"} <= set(names["fix"])
+    assert "proposed.diff" in names["ship"]
+    got = cli(pools, "workflow", "artifacts", run_id, "fix", "--get", "changes.diff")
+    assert got.code == 0 and "+    return a + b" in got.out
+    missing = cli(pools, "workflow", "artifacts", run_id, "fix", "--get", "../../etc")
+    assert missing.code == 2
+
+    checked = cli(pools, "workflow", "checkout", run_id, str(tmp_path / "co"), "--step", "fix")
+    assert checked.code == 0, checked.err
+    assert "return a + b" in (tmp_path / "co" / "src" / "calc.py").read_text()
+    assert git(tmp_path / "co", "status", "--porcelain") == " M src/calc.py\n"
+    unknown = cli(pools, "workflow", "checkout", run_id, str(tmp_path / "x"), "--step", "nope")
+    assert unknown.code == 2 and "no step 'nope'" in unknown.err
+
+
 def test_a_diff_altered_after_review_is_never_approved(pools: Workers, repo: Path) -> None:
     code, summary = run(pools, workflow(repo, SHIP), repo)
     assert code == 4

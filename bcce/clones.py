@@ -1,4 +1,4 @@
-"""The copy of a run's repository its steps work in, on whichever host runs them.
+"""The copies of a run's repository its steps work in, on whichever host runs them.
 
 A run started in a git repository never has its steps edit the user's working tree: each
 host keeps one clone a run (``git clone --shared``, so no object is copied on the
@@ -50,15 +50,15 @@ class Prepared:
         return after
 
 
-def expected_tree(origin: Origin, steps: list[StepRecord], step_id: str) -> str:
-    """The tree step_id starts from: the tree after the latest earlier step that has one."""
-    tree = origin.start_tree
-    for record in steps:
-        if record.id == step_id:
-            break
-        if record.tree:
-            tree = record.tree
-    return tree
+def before(steps: list[StepRecord], step_id: str) -> list[StepRecord]:
+    """The steps that come before step_id."""
+    return steps[: [s.id for s in steps].index(step_id)]
+
+
+def tree_after(origin: Origin, steps: list[StepRecord]) -> str:
+    """The workspace after these steps: the tree of the last that recorded one."""
+    trees = [s.tree for s in steps if s.tree]
+    return trees[-1] if trees else origin.start_tree
 
 
 def prepare(run: RunRecord, steps: list[StepRecord], step_id: str, cache_dir: Path) -> Prepared:
@@ -68,17 +68,56 @@ def prepare(run: RunRecord, steps: list[StepRecord], step_id: str, cache_dir: Pa
     cache_dir.mkdir(parents=True, exist_ok=True)
     _prune(cache_dir, run.id)
     root = cache_dir / run.id
+    earlier = before(steps, step_id)
+    want = tree_after(origin, earlier)
     with _locked(cache_dir / f"{run.id}.lock"):
         if not (root / ".git").exists():
-            _clone(origin, root, Path(run.run_dir))
+            _clone(origin, root, Path(run.run_dir), shared=True)
         tracker = Tracker(root)
-        want = expected_tree(origin, steps, step_id)
         if tracker.snapshot() != want:
-            _rebuild(tracker, origin, steps, step_id, want, Path(run.run_dir))
+            _rebuild(tracker, origin, earlier, want, Path(run.run_dir), f"step {step_id}")
     return Prepared(root, root / origin.subdir, tracker, want)
 
 
-def _clone(origin: Origin, root: Path, run_dir: Path) -> None:
+def checkout(run: RunRecord, steps: list[StepRecord], step_id: str | None, dest: Path) -> str:
+    """A clone of the run's repository in dest, its working tree as the run's workspace was
+    after step_id (default: the last step that ran); HEAD is the run's base commit."""
+    origin = run.origin
+    if origin is None:
+        raise WorkspaceError(
+            f"run {run.id} did not start in a git repository: its steps worked in "
+            f"{run.workspace} itself, which is its only copy"
+        )
+    upto = (
+        steps
+        if step_id is None
+        else [*before(steps, _find(steps, step_id).id), _find(steps, step_id)]
+    )
+    if step_id is not None and not upto[-1].tree:
+        raise WorkspaceError(
+            f"step {step_id} of run {run.id} has no recorded workspace: it has not run"
+        )
+    if dest.exists() and any(dest.iterdir()):
+        raise WorkspaceError(f"{dest} is not empty: give a new or empty folder")
+    want = tree_after(origin, upto)
+    _clone(origin, dest, Path(run.run_dir), shared=False)
+    tracker = Tracker(dest)
+    if tracker.snapshot() != want:
+        what = f"step {step_id}" if step_id else "the last step"
+        _rebuild(tracker, origin, upto, want, Path(run.run_dir), what)
+    # The index as HEAD, so `git status` and `git diff` show what the run started from and did.
+    tracker.git("read-tree", *(["HEAD"] if origin.base_commit else ["--empty"]))
+    return want
+
+
+def _find(steps: list[StepRecord], step_id: str) -> StepRecord:
+    for step in steps:
+        if step.id == step_id:
+            return step
+    raise WorkspaceError(f"no step {step_id!r}; steps: {', '.join(s.id for s in steps)}")
+
+
+def _clone(origin: Origin, root: Path, run_dir: Path, *, shared: bool) -> None:
     source = origin.repo
     local = Path(source).is_dir() and Tracker(Path(source)).git_ok("rev-parse", "--git-dir")
     if not local:
@@ -91,7 +130,7 @@ def _clone(origin: Origin, root: Path, run_dir: Path) -> None:
         source = origin.remote_url
     scratch = root.with_name(f".{root.name}.cloning")
     shutil.rmtree(scratch, ignore_errors=True)
-    args = ["clone", "--quiet", "--no-checkout"] + (["--shared"] if local else [])
+    args = ["clone", "--quiet", "--no-checkout"] + (["--shared"] if local and shared else [])
     _git(Path.cwd(), *args, "--", source, str(scratch))
     clone = Tracker(scratch)
     if origin.base_commit:
@@ -102,27 +141,30 @@ def _clone(origin: Origin, root: Path, run_dir: Path) -> None:
         _reset(clone, origin.start_tree)
     else:
         _apply(clone, run_dir / WORKSPACE_PATCH)
+        clone.snapshot()  # the submitted state's objects, for diffs against it later
+    if root.exists():
+        root.rmdir()  # an empty folder the caller gave
     os.replace(scratch, root)
 
 
 def _rebuild(
     tracker: Tracker,
     origin: Origin,
-    steps: list[StepRecord],
-    step_id: str,
+    earlier: list[StepRecord],
     want: str,
     run_dir: Path,
+    what: str,
 ) -> None:
     """Reset to the newest state the clone holds, then apply the later steps' changes."""
     if tracker.has(want):
         _reset(tracker, want)
         return
-    earlier = [s for s in steps[: [s.id for s in steps].index(step_id)] if s.tree]
-    start, replay = origin.start_tree, earlier
-    for index in range(len(earlier) - 1, -1, -1):
-        tree = earlier[index].tree
+    recorded = [s for s in earlier if s.tree]
+    start, replay = origin.start_tree, recorded
+    for index in range(len(recorded) - 1, -1, -1):
+        tree = recorded[index].tree
         if tree and tracker.has(tree):
-            start, replay = tree, earlier[index + 1 :]
+            start, replay = tree, recorded[index + 1 :]
             break
     if tracker.has(start):
         _reset(tracker, start)
@@ -135,7 +177,7 @@ def _rebuild(
     got = tracker.snapshot()
     if got != want:
         raise WorkspaceError(
-            f"rebuilding the workspace of step {step_id!r} gave tree {got[:12]}, not the "
+            f"rebuilding the workspace for {what} gave tree {got[:12]}, not the "
             f"recorded {want[:12]}: an earlier step's changes.diff is missing or altered"
         )
 
