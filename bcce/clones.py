@@ -61,8 +61,11 @@ def tree_after(origin: Origin, steps: list[StepRecord]) -> str:
     return trees[-1] if trees else origin.start_tree
 
 
-def prepare(run: RunRecord, steps: list[StepRecord], step_id: str, cache_dir: Path) -> Prepared:
-    """The run's clone on this host, in the state step_id starts from."""
+def prepare(
+    run: RunRecord, steps: list[StepRecord], step_id: str, cache_dir: Path, run_dir: Path
+) -> Prepared:
+    """The run's clone on this host, in the state step_id starts from (run_dir: this host's
+    folder of the run's artifacts, holding the earlier steps' diffs)."""
     origin = run.origin
     assert origin is not None
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -72,14 +75,16 @@ def prepare(run: RunRecord, steps: list[StepRecord], step_id: str, cache_dir: Pa
     want = tree_after(origin, earlier)
     with _locked(cache_dir / f"{run.id}.lock"):
         if not (root / ".git").exists():
-            _clone(origin, root, Path(run.run_dir), shared=True)
+            _clone(origin, root, run_dir, shared=True)
         tracker = Tracker(root)
         if tracker.snapshot() != want:
-            _rebuild(tracker, origin, earlier, want, Path(run.run_dir), f"step {step_id}")
+            _rebuild(tracker, origin, earlier, want, run_dir, f"step {step_id}")
     return Prepared(root, root / origin.subdir, tracker, want)
 
 
-def checkout(run: RunRecord, steps: list[StepRecord], step_id: str | None, dest: Path) -> str:
+def checkout(
+    run: RunRecord, steps: list[StepRecord], step_id: str | None, dest: Path, run_dir: Path
+) -> str:
     """A clone of the run's repository in dest, its working tree as the run's workspace was
     after step_id (default: the last step that ran); HEAD is the run's base commit."""
     origin = run.origin
@@ -100,11 +105,11 @@ def checkout(run: RunRecord, steps: list[StepRecord], step_id: str | None, dest:
     if dest.exists() and any(dest.iterdir()):
         raise WorkspaceError(f"{dest} is not empty: give a new or empty folder")
     want = tree_after(origin, upto)
-    _clone(origin, dest, Path(run.run_dir), shared=False)
+    _clone(origin, dest, run_dir, shared=False)
     tracker = Tracker(dest)
     if tracker.snapshot() != want:
         what = f"step {step_id}" if step_id else "the last step"
-        _rebuild(tracker, origin, upto, want, Path(run.run_dir), what)
+        _rebuild(tracker, origin, upto, want, run_dir, what)
     # The index as HEAD, so `git status` and `git diff` show what the run started from and did.
     tracker.git("read-tree", *(["HEAD"] if origin.base_commit else ["--empty"]))
     return want

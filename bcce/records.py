@@ -156,6 +156,8 @@ class RunRecord(Record):
     """Cost labels from the workflow's env: ``team``, ``project``."""
     origin: Origin | None = None
     """The git workspace the run's steps work on in a copy of their own (None: in place)."""
+    artifacts_url: str | None = None
+    """The run's remote artifact store (``s3://bucket/prefix/<run_id>``); None: run_dir."""
     approve_all: bool = False
     """``run --approve-all``: apply_diff steps apply without waiting for a person."""
     submitted_by: str | None = None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from bcce.artifacts import RUN_STATE, LocalArtifactStore
+from bcce.artifacts import RUN_STATE, LocalArtifactStore, store_for
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
 from bcce.errors import InfrastructureError, NotFound, UsageError
@@ -81,6 +81,7 @@ def submit(
     *,
     isolate: bool = True,
     approve_all: bool = False,
+    artifacts_url: str | None = None,
 ) -> RunRecord:
     """Record the run, mirror it to run-state.json and enqueue its chain.
 
@@ -109,6 +110,7 @@ def submit(
         run_dir=str(run_dir),
         step_ids=[s.id for s in workflow.steps],
         origin=origin,
+        artifacts_url=f"{artifacts_url.rstrip('/')}/{plan.run_id}" if artifacts_url else None,
         approve_all=approve_all,
         submitted_by=identity(),
     )
@@ -120,7 +122,8 @@ def submit(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     try:
-        artifacts = LocalArtifactStore(run_dir)
+        artifacts = store_for(run, app.bcce_settings)
+        artifacts.push()  # workspace.patch
         artifacts.write_snapshot(workflow.snapshot())
         artifacts.mirror(run, steps)
         chain.apply_async()
@@ -297,7 +300,9 @@ def resume_point(run: RunRecord, steps: list[StepRecord], start_at: str | None) 
     return steps[-1].id
 
 
-def cancel(store: RunStore, run_id: str, who: str, reason: str | None) -> RunRecord:
+def cancel(
+    store: RunStore, settings: Settings, run_id: str, who: str, reason: str | None
+) -> RunRecord:
     """End a live run as cancelled; its gate denies what follows, workers stop its step."""
     text = f"cancelled by {who}" + (f": {reason}" if reason else "")
     if not store.finish(run_id, RunStatus.CANCELLED, text):
@@ -305,7 +310,7 @@ def cancel(store: RunStore, run_id: str, who: str, reason: str | None) -> RunRec
         raise UsageError(f"run {run_id} already ended ({run.status.value}): nothing to cancel")
     run, steps = store.run_with_steps(run_id)
     if Path(run.run_dir).is_dir():  # same host or shared volume; workers refresh it too
-        LocalArtifactStore(Path(run.run_dir)).mirror(run, steps)
+        store_for(run, settings).mirror(run, steps)
     return run
 
 

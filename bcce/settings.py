@@ -85,6 +85,16 @@ class Settings(BaseSettings):
             "(default: $XDG_CACHE_HOME/bcce/workspaces, else ~/.cache/bcce/workspaces)."
         ),
     )
+    artifacts_url: str | None = Field(
+        default=None,
+        description=(
+            "Remote artifact store for new runs, e.g. s3://bucket/prefix (each run under "
+            "<prefix>/<run_id>/); unset: the run's folder only."
+        ),
+    )
+    artifacts_kms_key_id: str | None = Field(
+        default=None, description="KMS key for SSE-KMS encryption of artifacts put in S3."
+    )
     isolate: bool = Field(
         default=True,
         description=(
@@ -113,6 +123,11 @@ class Settings(BaseSettings):
             return self.workspaces_dir
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return Path(cache) / "bcce" / "workspaces"
+
+    @property
+    def artifacts_cache(self) -> Path:
+        """Where a host keeps its copy of remote runs' artifacts."""
+        return self.workspace_cache.parent / "artifacts"
 
     @property
     def gate_public_key_files(self) -> list[Path]:

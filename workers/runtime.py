@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bcce import loader, policy
-from bcce.artifacts import LocalArtifactStore
+from bcce.artifacts import LocalArtifactStore, store_for
 from bcce.gate import GateKeys, keys_for
 from bcce.records import RunRecord
 from bcce.state import RunStore
@@ -73,8 +73,8 @@ class Runtime:
         return workflow
 
     def artifacts(self, run: RunRecord) -> LocalArtifactStore:
-        """The run's artifact store."""
-        return LocalArtifactStore(Path(run.run_dir))
+        """The run's artifact store (its local folder is where steps write)."""
+        return store_for(run, self._settings, submitter=self._settings.embedded)
 
     def mirror(self, run_id: str) -> None:
         """Refresh run-state.json from the store."""

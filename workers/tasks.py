@@ -143,7 +143,9 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     if decision.allowed:
         return {"run_id": run_id, "step_id": step_id, "allowed": True}
     log.info("run %s step %s denied by %s: %s", run_id, step_id, decision.rule, decision.reason)
-    rt.artifacts(run).write_json(step_id, POLICY, decision.to_json())
+    denied = rt.artifacts(run)
+    denied.write_json(step_id, POLICY, decision.to_json())
+    denied.push(step_id)
     if run.status.terminal:
         rt.mirror(run_id)  # ended elsewhere (cancel): refresh the file copy where steps run
     else:
@@ -239,16 +241,19 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     log.info("run %s step %s attempt %d started on %s", run_id, step_id, attempt, worker)
 
     artifacts = rt.artifacts(run)
+    artifacts.pull()  # a remote store: earlier steps' outputs and diffs, onto this host
     step_dir = artifacts.step_dir(step_id)
     # The gate recorded the decision in Redis; the file copy is written where the step runs.
     artifacts.write_json(step_id, POLICY, {**(record.decision or {}), "grant": record.grant})
-    run_dir = Path(run.run_dir)
+    run_dir = artifacts.run_dir
     prepared: clones.Prepared | None = None
     workspace = Path(run.workspace)
     env = step_env(run, workflow, step_id, step_dir, dict(os.environ))
+    env["BCCE_RUN_DIR"] = str(run_dir)
     try:
         if run.origin is not None:
-            prepared = clones.prepare(run, rt.store.steps(run_id), step_id, rt.workspace_cache)
+            steps = rt.store.steps(run_id)
+            prepared = clones.prepare(run, steps, step_id, rt.workspace_cache, run_dir)
             workspace = prepared.path
             env["BCCE_WORKSPACE"] = str(workspace)
     except WorkspaceError as exc:
@@ -284,6 +289,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         except WorkspaceError as exc:
             outcome = replace(outcome, ok=False, error=f"cannot record the step's changes: {exc}")
     if outcome.awaiting_approval is not None:
+        artifacts.push(step_id)
         _await_approval(rt, run_id, record, step_dir, outcome.awaiting_approval)
         raise StepAwaitingApproval(f"{run_id} {step_id}: awaiting approval")
     finished = time.time()
@@ -299,6 +305,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
             **outcome.metrics,
         },
     )
+    artifacts.push(step_id)
 
     denials = outcome.metrics.get("denials") or []
     if denials:

@@ -26,13 +26,15 @@ def artifacts(
     Without STEP, --get reads the run's own files (run-state.json, workflow.json,
     workspace.patch).
     """
-    from bcce.artifacts import LocalArtifactStore
+    from bcce.artifacts import store_for
     from bcce.runs import load_run
 
-    run, _ = load_run(settings_for(broker), run_id)
+    settings = settings_for(broker)
+    run, _ = load_run(settings, run_id)
     if step_id is not None and step_id not in run.step_ids:
         raise UsageError(f"run {run_id} has no step {step_id!r}; steps: {', '.join(run.step_ids)}")
-    store = LocalArtifactStore(Path(run.run_dir))
+    store = store_for(run, settings)
+    store.pull()
     if name is not None:
         try:
             data = store.read_bytes(step_id, name)
@@ -77,13 +79,17 @@ def artifacts(
 def checkout(run_id: str, directory: Path, step_id: str | None, broker: str | None) -> None:
     """Materialise a run's workspace in DIRECTORY: a clone of its repository at the run's
     base commit, with the working tree as the run left it (or as it was after --step)."""
+    from bcce.artifacts import store_for
     from bcce.clones import checkout as materialise
     from bcce.runs import load_run
     from bcce.workspace import WorkspaceError
 
-    run, steps = load_run(settings_for(broker), run_id)
+    settings = settings_for(broker)
+    run, steps = load_run(settings, run_id)
+    store = store_for(run, settings)
+    store.pull()
     try:
-        tree = materialise(run, steps, step_id, directory.resolve())
+        tree = materialise(run, steps, step_id, directory.resolve(), store.run_dir)
     except WorkspaceError as exc:
         raise UsageError(f"cannot check out run {run_id}: {exc}") from None
     after = f"after step {step_id}" if step_id else "as the run left it"

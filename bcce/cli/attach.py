@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from bcce import policy
-from bcce.artifacts import LocalArtifactStore
+from bcce.artifacts import store_for
 from bcce.celery_app import BcceCelery
 from bcce.cli.output import Reporter
 from bcce.cli.waiting import end, end_embedded, follow_run, open_store
@@ -54,8 +54,8 @@ class Attached:
     def mirror(self) -> None:
         """Refresh run-state.json (where this host can see the run's folder)."""
         run, steps = self.store.run_with_steps(self.run.id)
-        if self.settings.embedded or Path(run.run_dir).is_dir():
-            LocalArtifactStore(Path(run.run_dir)).mirror(run, steps)
+        if self.settings.embedded or Path(run.run_dir).is_dir() or run.artifacts_url:
+            store_for(run, self.settings).mirror(run, steps)
 
 
 def attach(settings: Settings, run_id: str) -> Attached:
@@ -71,7 +71,9 @@ def attach(settings: Settings, run_id: str) -> Attached:
     else:
         run, steps = load_run(settings, run_id)
         try:
-            snapshot = LocalArtifactStore(Path(run.run_dir)).read_snapshot()
+            artifacts = store_for(run, settings)
+            artifacts.pull()
+            snapshot = artifacts.read_snapshot()
         except (OSError, ValueError) as exc:
             raise NotFound(
                 f"run {run_id} has no readable workflow.json in {run.run_dir} ({exc}): it was "

@@ -15,6 +15,7 @@ from bcce.cli.options import broker_option, settings_for
 from bcce.cli.waiting import check_reports, follow_options, open_store
 from bcce.errors import UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
+from bcce.settings import Settings
 
 PROPOSED = "proposed.diff"
 
@@ -78,7 +79,7 @@ def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
             "an embedded run lives in the process running it: press Ctrl-C there "
             "(cancel needs BCCE_BROKER_URL or --broker)"
         )
-    cancel_run(open_store(settings), run_id, identity(), reason)
+    cancel_run(open_store(settings), settings, run_id, identity(), reason)
     click.echo(f"run {run_id} cancelled; a step in flight stops within a few seconds")
 
 
@@ -91,9 +92,10 @@ def diff(run_id: str, step_id: str, broker: str | None) -> None:
     from bcce.patches import digest
     from bcce.runs import load_run
 
-    run, steps = load_run(settings_for(broker), run_id)
+    settings = settings_for(broker)
+    run, steps = load_run(settings, run_id)
     step = _step(run, steps, step_id)
-    patch = _proposed(run, step)
+    patch = _proposed(settings, run, step)
     approval = step.approval or {}
     state = step.status.value
     if approval.get("approved_sha") == digest(patch):
@@ -196,8 +198,12 @@ def _step(run: RunRecord, steps: list[StepRecord], step_id: str) -> StepRecord:
     raise UsageError(f"run {run.id} has no step {step_id!r}; steps: {', '.join(run.step_ids)}")
 
 
-def _proposed(run: RunRecord, step: StepRecord) -> bytes:
-    path = Path(run.run_dir) / step.id / PROPOSED
+def _proposed(settings: Settings, run: RunRecord, step: StepRecord) -> bytes:
+    from bcce.artifacts import store_for
+
+    artifacts = store_for(run, settings)
+    artifacts.pull()
+    path = artifacts.run_dir / step.id / PROPOSED
     try:
         return path.read_bytes()
     except OSError:
@@ -223,7 +229,7 @@ def _awaiting(attached: Attached, step_id: str) -> str:
             f"step {step_id} of run {run.id} is not awaiting approval (run "
             f"{run.status.value}, step {step.status.value})"
         )
-    actual = digest(_proposed(run, step))
+    actual = digest(_proposed(attached.settings, run, step))
     if actual != pending:
         raise UsageError(
             f"the diff of step {step_id} on disk hashes to {actual}, not the {pending} that "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,7 +127,12 @@ def run(
     workspace = workspace.resolve()
     run_dir = run_dir_for(workflow, settings, workspace, run_id)
     store = open_store(settings)
-    options = {"isolate": settings.isolate, "approve_all": approve_all}
+    send = functools.partial(
+        submit,
+        isolate=settings.isolate,
+        approve_all=approve_all,
+        artifacts_url=settings.artifacts_url,
+    )
     if settings.embedded:
         from workers.app import build  # embedded runs are their own workers
         from workers.embedded import embedded_workers
@@ -134,7 +140,7 @@ def run(
         app = build(settings)
         with embedded_workers(app, plan.queues):
             try:
-                record = submit(app, store, workflow, plan, workspace, run_dir, **options)
+                record = send(app, store, workflow, plan, workspace, run_dir)
                 reporter.submitted(record, "embedded")
                 final = follow_run(store, settings, run_id, reporter, timeout)
             except BaseException as exc:
@@ -149,7 +155,7 @@ def run(
         app = make_app(settings, types)
         if not no_worker_check:
             check_workers(app, plan.queues, settings.worker_check_timeout)
-        record = submit(app, store, workflow, plan, workspace, run_dir, **options)
+        record = send(app, store, workflow, plan, workspace, run_dir)
         if not wait:
             click.echo(record.id)
             return

@@ -19,7 +19,7 @@ from bcce.state import RunStore
 from tests.conftest import RedisServer, Result, Workers, base_env, bcce
 
 pytestmark = pytest.mark.integration
-DB = 13
+DB = 9
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def run_step(
     run: RunRecord, records: list[StepRecord], step_id: str, cache: Path, edit: dict[str, str]
 ) -> clones.Prepared:
     """Prepare the step's workspace, make its edit, record it as the task does."""
-    ready = clones.prepare(run, records, step_id, cache)
+    ready = clones.prepare(run, records, step_id, cache, Path(run.run_dir))
     for path, text in edit.items():
         (ready.path / path).parent.mkdir(parents=True, exist_ok=True)
         (ready.path / path).write_text(text)
@@ -106,9 +106,9 @@ def test_a_retry_starts_again_from_the_step_before(repo: Path, tmp_path: Path) -
     run = new_run(repo, ["one"])
     records = [StepRecord(id="one", type="cmd", queue="command")]
     cache = tmp_path / "cache"
-    ready = clones.prepare(run, records, "one", cache)
+    ready = clones.prepare(run, records, "one", cache, Path(run.run_dir))
     (ready.path / "half-done.txt").write_text("x\n")  # a failed attempt's leftovers
-    again = clones.prepare(run, records, "one", cache)
+    again = clones.prepare(run, records, "one", cache, Path(run.run_dir))
     assert not (again.path / "half-done.txt").exists()
     assert again.before == run.origin.start_tree  # type: ignore[union-attr]
 
@@ -121,7 +121,7 @@ def test_another_host_rebuilds_the_workspace_from_the_recorded_diffs(
     run_step(run, records, "one", tmp_path / "host-a", {"src/app.py": "a = 3\n"})
     run_step(run, records, "two", tmp_path / "host-b", {"b.txt": "b\n"})
     # Host C has never seen this run: it clones, then replays steps one and two.
-    third = clones.prepare(run, records, "three", tmp_path / "host-c")
+    third = clones.prepare(run, records, "three", tmp_path / "host-c", Path(run.run_dir))
     assert (third.path / "src" / "app.py").read_text() == "a = 3\n"
     assert (third.path / "b.txt").read_text() == "b\n"
     assert third.before == records[1].tree
@@ -136,7 +136,7 @@ def test_a_host_without_the_repository_clones_its_remote(repo: Path, tmp_path: P
     moved = run.model_copy(
         update={"origin": run.origin.model_copy(update={"repo": str(tmp_path / "gone")})}  # type: ignore[union-attr]
     )
-    ready = clones.prepare(moved, records, "one", tmp_path / "cache")
+    ready = clones.prepare(moved, records, "one", tmp_path / "cache", Path(moved.run_dir))
     assert (ready.path / "src" / "app.py").read_text() == "a = 2\n"  # via workspace.patch
     assert (ready.path / "draft.md").read_text() == "draft\n"
 
@@ -148,7 +148,7 @@ def test_a_tampered_diff_is_detected_not_used(repo: Path, tmp_path: Path) -> Non
     diff = Path(run.run_dir) / "one" / "changes.diff"
     diff.write_text(diff.read_text().replace("+a = 3", "+a = 666"))
     with pytest.raises(Exception, match=r"changes\.diff is missing or altered"):
-        clones.prepare(run, records, "two", tmp_path / "host-b")
+        clones.prepare(run, records, "two", tmp_path / "host-b", Path(run.run_dir))
 
 
 def test_a_workspace_inside_the_repository_is_the_same_folder_in_the_copy(
@@ -157,7 +157,7 @@ def test_a_workspace_inside_the_repository_is_the_same_folder_in_the_copy(
     run = new_run(repo, ["one"], workspace=repo / "src")
     assert run.origin is not None and run.origin.subdir == "src"
     records = [StepRecord(id="one", type="cmd", queue="command")]
-    ready = clones.prepare(run, records, "one", tmp_path / "cache")
+    ready = clones.prepare(run, records, "one", tmp_path / "cache", Path(run.run_dir))
     assert ready.path == tmp_path / "cache" / "r1" / "src"
     assert (ready.path / "app.py").read_text() == "a = 2\n"
 
@@ -177,7 +177,9 @@ def test_stale_copies_are_removed(repo: Path, tmp_path: Path) -> None:
 
     os.utime(lock, (0, 0))
     run = new_run(repo, ["one"])
-    clones.prepare(run, [StepRecord(id="one", type="cmd", queue="command")], "one", cache)
+    clones.prepare(
+        run, [StepRecord(id="one", type="cmd", queue="command")], "one", cache, Path(run.run_dir)
+    )
     assert not (cache / "old-run").exists() and (cache / "r1").is_dir()
     shutil.rmtree(cache)
 
@@ -189,17 +191,17 @@ def test_checkout_gives_the_workspace_after_any_step(repo: Path, tmp_path: Path)
     run_step(run, records, "two", tmp_path / "host", {"b.txt": "b\n"})
 
     after_one = tmp_path / "after-one"
-    assert clones.checkout(run, records, "one", after_one) == records[0].tree
+    assert clones.checkout(run, records, "one", after_one, Path(run.run_dir)) == records[0].tree
     assert (after_one / "src" / "app.py").read_text() == "a = 3\n"
     assert not (after_one / "b.txt").exists()
     # HEAD is the base commit; git shows the submitted and the run's changes against it.
     assert git(after_one, "status", "--porcelain") == " M src/app.py\n?? draft.md\n"
 
     latest = tmp_path / "latest"
-    assert clones.checkout(run, records, None, latest) == records[1].tree
+    assert clones.checkout(run, records, None, latest, Path(run.run_dir)) == records[1].tree
     assert (latest / "b.txt").read_text() == "b\n"
 
     with pytest.raises(WorkspaceError, match="step three of run r1 has no recorded workspace"):
-        clones.checkout(run, records, "three", tmp_path / "never")
+        clones.checkout(run, records, "three", tmp_path / "never", Path(run.run_dir))
     with pytest.raises(WorkspaceError, match="is not empty"):
-        clones.checkout(run, records, "one", latest)
+        clones.checkout(run, records, "one", latest, Path(run.run_dir))
