@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from bcce.artifacts import RUN_STATE, LocalArtifactStore, store_for
+from bcce.artifacts import RUN_STATE, LocalArtifactStore, store_for, write_atomic
 from bcce.celery_app import BcceCelery
 from bcce.compiler import Plan, to_chain
 from bcce.errors import InfrastructureError, NotFound, UsageError
@@ -155,12 +157,14 @@ def follow(
     stall_check: Callable[[], None] | None = None,
     stall_seconds: float = 30.0,
     reconnect_seconds: float = 60.0,
+    each_poll: Callable[[], None] | None = None,
 ) -> RunRecord:
     """Feed the run's events to on_event until it ends; returns the final record.
 
     After ``stall_seconds`` without an event, and as often again, ``stall_check`` runs: it
     raises (exit 7) when no worker is left to move the run on, instead of waiting forever.
     A Redis that goes away (a restart, a failover) is waited for up to ``reconnect_seconds``.
+    ``each_poll`` runs once a poll (embedded runs check for a cancel request there).
     """
     block_ms = int(poll_seconds * 1000)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -168,6 +172,8 @@ def follow(
     last = after
     patient = _Patience(run_id, reconnect_seconds)
     while True:
+        if each_poll is not None:
+            each_poll()
         events = patient.call(functools.partial(store.events, run_id, last, block_ms))
         for entry_id, event in events:
             last = entry_id
@@ -298,6 +304,35 @@ def resume_point(run: RunRecord, steps: list[StepRecord], start_at: str | None) 
         if step.status != StepStatus.SUCCEEDED and not step.continued:
             return step.id
     return steps[-1].id
+
+
+CANCEL_REQUEST = "cancel-request.json"
+"""In an embedded run's folder: another process asks the one running it to cancel it."""
+
+
+def request_cancel(settings: Settings, run_id: str, who: str, reason: str | None) -> RunRecord:
+    """Ask the process running an embedded run to cancel it (it checks once a poll)."""
+    run, _ = load_run(settings, run_id)
+    if run.status.terminal:
+        raise UsageError(f"run {run_id} already ended ({run.status.value}): nothing to cancel")
+    path = Path(run.run_dir) / CANCEL_REQUEST
+    write_atomic(path, json.dumps({"by": who, "reason": reason, "at": time.time()}) + "\n")
+    return run
+
+
+def cancel_requested(store: RunStore, settings: Settings, run_id: str, run_dir: Path) -> None:
+    """Cancel the run if another process asked for it (see :func:`request_cancel`)."""
+    path = run_dir / CANCEL_REQUEST
+    if not path.is_file():
+        return
+    try:
+        asked = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        asked = {}
+    path.unlink(missing_ok=True)
+    who = str(asked.get("by") or "another process")
+    with contextlib.suppress(UsageError):  # it ended meanwhile
+        cancel(store, settings, run_id, who, asked.get("reason"))
 
 
 def cancel(

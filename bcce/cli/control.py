@@ -69,16 +69,19 @@ def resume(
 @click.option("--reason", default=None, help="Recorded with the run.")
 @broker_option
 def cancel(run_id: str, reason: str | None, broker: str | None) -> None:
-    """Cancel a run: no further step passes the gate, the step in flight is stopped."""
+    """Cancel a run: no further step passes the gate, the step in flight is stopped.
+
+    An embedded run is cancelled by the process running it, which looks for the request
+    once a poll (``BCCE_WAIT_POLL_SECONDS``).
+    """
     from bcce.runs import cancel as cancel_run
-    from bcce.runs import identity
+    from bcce.runs import identity, request_cancel
 
     settings = settings_for(broker)
     if settings.embedded:
-        raise UsageError(
-            "an embedded run lives in the process running it: press Ctrl-C there "
-            "(cancel needs BCCE_BROKER_URL or --broker)"
-        )
+        request_cancel(settings, run_id, identity(), reason)
+        click.echo(f"run {run_id}: cancel requested; the process running it stops it shortly")
+        return
     cancel_run(open_store(settings), settings, run_id, identity(), reason)
     click.echo(f"run {run_id} cancelled; a step in flight stops within a few seconds")
 

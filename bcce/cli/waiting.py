@@ -78,8 +78,14 @@ def follow_run(
     queues: list[str] | None = None,
     after: str = "0-0",
 ) -> RunRecord:
-    """Follow the run to its end; in distributed mode, notice when no worker is left."""
-    from bcce.runs import check_workers, follow
+    """Follow the run to its end; in distributed mode, notice when no worker is left; in
+    embedded mode, act on a cancel requested by another process."""
+    from bcce.runs import cancel_requested, check_workers, follow
+
+    run_dir = Path(store.run(run_id).run_dir)
+
+    def watch_cancel() -> None:
+        cancel_requested(store, settings, run_id, run_dir)
 
     def stall_check() -> None:
         assert app is not None and queues is not None
@@ -95,6 +101,7 @@ def follow_run(
             after=after,
             stall_check=stall_check if app else None,
             stall_seconds=settings.stall_check_seconds,
+            each_poll=watch_cancel if settings.embedded else None,
         )
     except KeyboardInterrupt:
         if settings.embedded:

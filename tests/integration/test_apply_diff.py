@@ -7,6 +7,7 @@ whose SHA-256 was approved.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import redis
 
 from bcce.state import RunStore
-from tests.conftest import RedisServer, Result, Workers, base_env, bcce
+from tests.conftest import WORKSPACES, RedisServer, Result, Workers, base_env, bcce
 
 pytestmark = pytest.mark.integration
 DB = 9
@@ -244,3 +245,14 @@ def test_uncommitted_work_travels_with_the_run(pools: Workers, repo: Path) -> No
     assert (repo / "src" / "extra.py").read_text() == "X = 1\n"
     proposed = (Path(summary["run_dir"]) / "ship" / "proposed.diff").read_text()
     assert "extra.py" not in proposed  # the run's changes only, not what it started from
+
+
+def test_an_approval_outlives_the_workers_that_stopped_for_it(pools: Workers, repo: Path) -> None:
+    code, summary = run(pools, workflow(repo, SHIP), repo)
+    assert code == 4
+    pools.stop()  # every worker, and its copy of the repository, gone
+    shutil.rmtree(WORKSPACES, ignore_errors=True)
+    pools.start(["policy", "command", "diff"], concurrency=1)
+    approved = cli(pools, "workflow", "approve", summary["run_id"], "ship")
+    assert approved.code == 0, approved.out + approved.err
+    assert "return a + b" in (repo / "src" / "calc.py").read_text()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Result, base_env, bcce
+from tests.conftest import EXAMPLES, Result, base_env, bcce, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +234,59 @@ def test_no_wait_without_a_broker_exits_2_in_one_line(tmp_path: Path) -> None:
     assert len(result.err.strip().splitlines()) == 1
     assert result.out == ""
     assert not (tmp_path / ".bcce_runs").exists()
+
+
+def test_another_process_cancels_an_embedded_run_and_resume_continues_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "wf.yml").write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            workflow: long
+            steps:
+              - id: first
+                type: cmd
+                command: echo first
+              - id: slow
+                type: cmd
+                command: python3 -c "import os, time; time.sleep(60 * os.path.exists('nap'))"
+              - id: last
+                type: cmd
+                command: echo done
+            """
+        )
+    )
+    (tmp_path / "nap").write_text("")
+    env = base_env()
+    runner = start_run(tmp_path / "wf.yml", tmp_path, env)
+    assert runner.stdout is not None
+    submitted = json.loads(runner.stdout.readline())
+    run_id = submitted["run_id"]
+    run_dir = Path(submitted["run_dir"])
+    wait_for(
+        lambda: (run_dir / "slow" / "policy.json").is_file(), timeout=30, what="slow step started"
+    )
+    asked = bcce("workflow", "cancel", run_id, "--reason", "enough", env=env, cwd=tmp_path)
+    assert asked.code == 0, asked.err
+    started = time.monotonic()
+    out, _ = runner.communicate(timeout=30)
+    assert runner.returncode == 5
+    assert time.monotonic() - started < 15  # not the 60 s of the step
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["status"] == "cancelled"
+    assert summary["error"].endswith(": enough") and "cancelled by " in summary["error"]
+
+    status = json.loads(bcce("workflow", "status", run_id, "--json", env=env, cwd=tmp_path).out)
+    assert status["status"] == "cancelled"
+    # The run can go on later, in this process, from the step that did not finish.
+    (tmp_path / "nap").unlink()
+    (tmp_path / "wf.yml").write_text("ignored: the stored snapshot is used\n")
+    resumed = bcce("workflow", "resume", run_id, "--json", env=env, cwd=tmp_path, timeout=120)
+    assert resumed.code == 0, resumed.out + resumed.err
+    final = json.loads(resumed.out.splitlines()[-1])
+    assert [(s["id"], s["status"], s["attempts"]) for s in final["steps"]] == [
+        ("first", "succeeded", 1),
+        ("slow", "succeeded", 2),
+        ("last", "succeeded", 1),
+    ]
