@@ -21,9 +21,10 @@ from celery import Task
 from celery.exceptions import Retry
 
 from bcce import policy, pricing
-from bcce.artifacts import METRICS, OUTPUT, POLICY
+from bcce.artifacts import METRICS, OUTPUT, POLICY, STDERR, STDOUT
 from bcce.celery_app import BcceCelery
 from bcce.gate import GrantRefused
+from bcce.redact import Redactor, secret_values
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from bcce.workflow import Step, Workflow
@@ -283,6 +284,9 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                     approve_all=run.approve_all,
                 ),
             )
+    outcome = _redact(
+        outcome, step_dir, Redactor(secret_values(dict(os.environ)) + secret_values(env))
+    )
     if prepared is not None:
         try:
             record = record.model_copy(update={"tree": prepared.finish(step_dir)})
@@ -382,6 +386,23 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
         ended = RunStatus.BUDGET_EXCEEDED
     _finish(rt, run_id, ended, f"step {step_id} {status.value}: {outcome.error}")
     raise StepFailed(f"{run_id} {step_id}: {outcome.error}")
+
+
+def _redact(outcome: StepOutcome, step_dir: Path, redactor: Redactor) -> StepOutcome:
+    """Mask secrets (the worker's and the step's secret variables, token shapes) in what the
+    step printed and in its error, before anything is stored or sent on."""
+    for name in (STDOUT, STDERR, OUTPUT):
+        path = step_dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        masked = redactor.bytes(data)
+        if masked != data:
+            path.write_bytes(masked)
+    if outcome.error:
+        return replace(outcome, error=redactor.text(outcome.error))
+    return outcome
 
 
 def _await_approval(
