@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from bcce.audit import AUDIT_LOG, head_of
 from bcce.errors import UsageError
 from bcce.records import RunRecord, StepRecord, current_step
 from bcce.settings import Settings
@@ -96,16 +97,30 @@ class LocalArtifactStore:
         except FileNotFoundError:
             return {}
 
-    def mirror(self, run: RunRecord, steps: list[StepRecord]) -> None:
-        """Write run-state.json: the run record with its steps, as Redis holds them."""
+    def mirror(
+        self, run: RunRecord, steps: list[StepRecord], audit: list[str] | None = None
+    ) -> None:
+        """Write run-state.json (the run record with its steps, as Redis holds them) and
+        audit.jsonl (the run's audit log, whose length and last hash run-state records)."""
         state = {
             **run.model_dump(mode="json"),
             "current_step": current_step(steps),
             "steps": [s.model_dump(mode="json") for s in steps],
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if audit is not None:
+            state["audit"] = head_of(audit)
+            write_atomic(self.run_dir / AUDIT_LOG, "".join(f"{line}\n" for line in audit))
         write_atomic(self.run_dir / RUN_STATE, json.dumps(state, indent=2) + "\n")
         self.push()
+
+    def read_audit(self) -> list[str]:
+        """The audit log kept with the run (empty when there is none)."""
+        try:
+            text = (self.run_dir / AUDIT_LOG).read_text("utf-8")
+        except FileNotFoundError:
+            return []
+        return text.splitlines()
 
     def read_state(self) -> tuple[RunRecord, list[StepRecord]]:
         """The run and its steps as last mirrored to run-state.json."""

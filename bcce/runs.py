@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -117,8 +118,18 @@ def submit(
         submitted_by=identity(),
     )
     steps = [StepRecord(id=s.id, type=s.type, queue=types[s.type].queue) for s in workflow.steps]
+    details = {
+        "by": run.submitted_by,
+        "workflow": workflow.workflow,
+        "workflow_sha256": hashlib.sha256(
+            json.dumps(workflow.snapshot(), sort_keys=True).encode()
+        ).hexdigest(),
+        "workspace": str(workspace),
+        "base_commit": origin.base_commit if origin else None,
+        "approve_all": approve_all,
+    }
     try:
-        store.create(run, workflow.snapshot(), steps)
+        store.create(run, workflow.snapshot(), steps, details)
     except Exception:
         if fresh_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -127,7 +138,7 @@ def submit(
         artifacts = store_for(run, app.bcce_settings)
         artifacts.push()  # workspace.patch
         artifacts.write_snapshot(workflow.snapshot())
-        artifacts.mirror(run, steps)
+        artifacts.mirror(run, steps, store.audit_lines(run.id))
         chain.apply_async()
     except Exception as exc:
         store.delete(run.id)
@@ -345,7 +356,7 @@ def cancel(
         raise UsageError(f"run {run_id} already ended ({run.status.value}): nothing to cancel")
     run, steps = store.run_with_steps(run_id)
     if Path(run.run_dir).is_dir():  # same host or shared volume; workers refresh it too
-        store_for(run, settings).mirror(run, steps)
+        store_for(run, settings).mirror(run, steps, store.audit_lines(run_id))
     return run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_STATE_URL = "memory://"
@@ -102,8 +102,36 @@ class Settings(BaseSettings):
             "apply_diff changes the working tree; false: steps work in the tree itself."
         ),
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 key (PEM) audit records are signed with, on every bcce host.",
+    )
+    audit_public_keys: str | None = Field(
+        default=None,
+        description="Comma-separated PEM public keys `bcce audit verify` trusts.",
+    )
     wait_poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between progress reads while waiting."
+    )
+    event_sinks: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated URLs run events also go to: https://host/path (signed webhook), "
+            "eventbridge://bus, cloudwatch://Namespace, plugins' schemes (docs/events.md); "
+            "unset: the run's Redis stream only."
+        ),
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key webhook sinks sign events with; required by one.",
+    )
+    event_sink_queue_size: int = Field(
+        default=1000,
+        gt=0,
+        description="Events a process holds back per sink before it drops the oldest.",
+    )
+    event_sink_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and read timeout of each delivery to a sink."
     )
 
     @property
@@ -128,6 +156,11 @@ class Settings(BaseSettings):
     def artifacts_cache(self) -> Path:
         """Where a host keeps its copy of remote runs' artifacts."""
         return self.workspace_cache.parent / "artifacts"
+
+    @property
+    def audit_public_key_files(self) -> list[Path]:
+        """The audit public key files, from the comma-separated setting."""
+        return [Path(p.strip()) for p in (self.audit_public_keys or "").split(",") if p.strip()]
 
     @property
     def gate_public_key_files(self) -> list[Path]:

@@ -8,6 +8,10 @@ Keys (prefix ``bcce:``):
 - ``bcce:runs``             sorted set of run ids by creation time
 
 Finished runs expire after the configured TTL; the index is pruned as it is read.
+
+Every event written is also handed to the store's ``sink`` (the process's
+:class:`bcce.sinks.Dispatcher` for stores made by :meth:`RunStore.from_url`), once Redis has
+stored it: never from inside a transaction, never when the write failed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -26,9 +30,14 @@ from bcce.errors import InfrastructureError, NotFound
 from bcce.records import RunRecord, RunStatus, StepRecord
 from bcce.settings import EMBEDDED_STATE_URL
 
+if TYPE_CHECKING:
+    from bcce.audit import Signer
+    from bcce.sinks import Dispatcher
+
 PREFIX = "bcce"
 RUNS_INDEX = f"{PREFIX}:runs"
 EVENTS_MAXLEN = 10_000
+AUDIT_RETRIES = 50
 
 R = TypeVar("R", RunRecord, StepRecord)
 Event = dict[str, Any]
@@ -50,6 +59,11 @@ def steps_key(run_id: str) -> str:
 def events_key(run_id: str) -> str:
     """The stream of a run's events."""
     return f"{PREFIX}:run:{run_id}:events"
+
+
+def audit_key(run_id: str) -> str:
+    """The run's audit log: a list of sealed records."""
+    return f"{PREFIX}:run:{run_id}:audit"
 
 
 def broker_queue_keys(queue: str) -> list[str]:
@@ -84,15 +98,65 @@ def connect(url: str) -> redis.Redis:
 class RunStore:
     """Runs, steps and events of bcce on one Redis database."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_seconds: int,
+        sink: Dispatcher | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         # Any: redis-py types decoded replies as bytes | str; ours always decode to str.
         self.client: Any = client
         self.ttl_seconds = ttl_seconds
+        self.sink = sink
+        self.signer = signer
+        """Seals every event into the run's audit log (None: no audit log)."""
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: int) -> RunStore:
-        """A store on the Redis at url (``memory://`` for embedded mode)."""
-        return cls(connect(url), ttl_seconds)
+        """A store on the Redis at url (``memory://`` for embedded mode), with the process's
+        event sinks (``BCCE_EVENT_SINKS``, configured on first use: :func:`bcce.sinks.current`).
+        """
+        from bcce import sinks
+        from bcce.audit import signer_for
+        from bcce.settings import Settings
+
+        return cls(connect(url), ttl_seconds, sinks.current(), signer_for(Settings()))
+
+    def audit_lines(self, run_id: str) -> list[str]:
+        """The run's audit log, one sealed record a line (see :mod:`bcce.audit`)."""
+        return [str(line) for line in self.client.lrange(audit_key(run_id), 0, -1)]
+
+    def restore_audit(self, run_id: str, lines: list[str]) -> None:
+        """Put back a run's audit log as it was kept with its artifacts (embedded runs)."""
+        if lines:
+            self.client.rpush(audit_key(run_id), *lines)
+
+    def _audit(self, run_id: str, events: tuple[Event, ...]) -> None:
+        """Append events to the audit chain; an optimistic lock keeps concurrent writers
+        from forking it, and the log expires with the run."""
+        assert self.signer is not None
+        key = audit_key(run_id)
+        for _ in range(AUDIT_RETRIES):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    previous = pipe.lindex(key, -1)
+                    count = int(pipe.llen(key))
+                    ttl = int(pipe.ttl(run_key(run_id)))
+                    lines = []
+                    for offset, event in enumerate(events):
+                        previous = self.signer.seal(previous, count + offset, run_id, event)
+                        lines.append(previous)
+                    pipe.multi()
+                    pipe.rpush(key, *lines)
+                    if ttl > 0:
+                        pipe.expire(key, ttl)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+        raise InfrastructureError(f"run {run_id}: could not append to its audit log (contention)")
 
     def ping(self, where: str) -> None:
         """Fail with an infrastructure error naming ``where`` if Redis does not answer."""
@@ -103,8 +167,17 @@ class RunStore:
                 f"cannot reach Redis at {where}: {exc}: start Redis or set BCCE_BROKER_URL"
             ) from None
 
-    def create(self, run: RunRecord, snapshot: dict[str, Any], steps: list[StepRecord]) -> None:
-        """Record a new run with its steps, index it and emit ``run.submitted``."""
+    def create(
+        self,
+        run: RunRecord,
+        snapshot: dict[str, Any],
+        steps: list[StepRecord],
+        details: dict[str, Any] | None = None,
+        *,
+        announce: bool = True,
+    ) -> None:
+        """Record a new run with its steps, index it and emit ``run.submitted`` (with
+        details; nothing when ``announce`` is false: a run loaded back from disk)."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 run_key(run.id),
@@ -115,13 +188,15 @@ class RunStore:
             )
             pipe.hset(steps_key(run.id), mapping={s.id: s.model_dump_json() for s in steps})
             pipe.zadd(RUNS_INDEX, {run.id: run.created_at})
-            self._emit(pipe, run.id, {"type": "run.submitted", "status": run.status.value})
+            submitted = {"type": "run.submitted", "status": run.status.value, **(details or {})}
+            events = [self._emit(pipe, run.id, submitted)] if announce else []
             pipe.execute()
+        self._written(run.id, *events)
 
     def delete(self, run_id: str) -> None:
         """Remove every trace of a run (used when it could not be enqueued)."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(run_key(run_id), steps_key(run_id), events_key(run_id))
+            pipe.delete(run_key(run_id), steps_key(run_id), events_key(run_id), audit_key(run_id))
             pipe.zrem(RUNS_INDEX, run_id)
             pipe.execute()
 
@@ -196,18 +271,18 @@ class RunStore:
         """
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(steps_key(run_id), step.id, step.model_dump_json())
-            if event is not None:
-                self._emit(pipe, run_id, event)
+            written = [] if event is None else [self._emit(pipe, run_id, event)]
             pipe.execute()
+        self._written(run_id, *written)
 
     def emit_all(self, run_id: str, events: list[Event]) -> None:
         """Append events to the run's history in one round trip."""
         if not events:
             return
         with self.client.pipeline(transaction=False) as pipe:
-            for event in events:
-                self._emit(pipe, run_id, event)
+            written = [self._emit(pipe, run_id, event) for event in events]
             pipe.execute()
+        self._written(run_id, *written)
 
     def update_run(
         self,
@@ -247,7 +322,12 @@ class RunStore:
         ended = self.update_run(run_id, change, event) is not None
         if ended:
             with self.client.pipeline(transaction=False) as pipe:
-                for key in (run_key(run_id), steps_key(run_id), events_key(run_id)):
+                for key in (
+                    run_key(run_id),
+                    steps_key(run_id),
+                    events_key(run_id),
+                    audit_key(run_id),
+                ):
                     pipe.expire(key, self.ttl_seconds)
                 pipe.execute()
         return ended
@@ -273,10 +353,11 @@ class RunStore:
             pipe.hset(run_key(run_id), "record", new.model_dump_json())
             if steps:
                 pipe.hset(steps_key(run_id), mapping={s.id: s.model_dump_json() for s in steps})
-            for key in (run_key(run_id), steps_key(run_id), events_key(run_id)):
+            for key in (run_key(run_id), steps_key(run_id), events_key(run_id), audit_key(run_id)):
                 pipe.persist(key)
-            self._emit(pipe, run_id, event)
+            written = self._emit(pipe, run_id, event)
             pipe.execute()
+        self._written(run_id, written)
         return new
 
     def last_event_id(self, run_id: str) -> str:
@@ -286,7 +367,7 @@ class RunStore:
 
     def emit(self, run_id: str, event: Event) -> None:
         """Append an event to the run's stream."""
-        self._emit(self.client, run_id, event)
+        self._written(run_id, self._emit(self.client, run_id, event))
 
     def events(
         self, run_id: str, after: str = "0-0", block_ms: int | None = None
@@ -331,7 +412,10 @@ class RunStore:
         change: Callable[[R], R | None],
         event: Event | None,
     ) -> R | None:
+        written: list[Event] = []  # by the last attempt: a conflict runs it again
+
         def attempt(pipe: Any) -> R | None:
+            written.clear()
             raw = pipe.hget(key, field)
             if raw is None:
                 raise NotFound(f"no record {field!r} for run {run_id!r}")
@@ -340,14 +424,25 @@ class RunStore:
             if new is not None:
                 pipe.hset(key, field, new.model_dump_json())
                 if event is not None:
-                    self._emit(pipe, run_id, event)
+                    written.append(self._emit(pipe, run_id, event))
             return new
 
         result: R | None = self.client.transaction(attempt, key, value_from_callable=True)
+        self._written(run_id, *written)
         return result
 
+    def _written(self, run_id: str, *events: Event) -> None:
+        """Seal events Redis has stored into the run's audit log, then hand them to the
+        sinks (queued, so it never waits for one)."""
+        if self.signer is not None and events:
+            self._audit(run_id, events)
+        if self.sink is not None:
+            for event in events:
+                self.sink.publish(run_id, event)
+
     @staticmethod
-    def _emit(client: Any, run_id: str, event: Event) -> None:
+    def _emit(client: Any, run_id: str, event: Event) -> Event:
+        """Append event (or queue it on a pipeline); the body stored, as sinks should see it."""
         body = {"time": time.time(), **event}
         client.xadd(
             events_key(run_id),
@@ -355,6 +450,7 @@ class RunStore:
             maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
+        return body
 
 
 def _event(fields: dict[str, str]) -> Event:

@@ -79,7 +79,7 @@ class Runtime:
     def mirror(self, run_id: str) -> None:
         """Refresh run-state.json from the store."""
         run, steps = self.store.run_with_steps(run_id)
-        self.artifacts(run).mirror(run, steps)
+        self.artifacts(run).mirror(run, steps, self.store.audit_lines(run_id))
 
 
 _runtimes: dict[tuple[int, int], Runtime] = {}

@@ -20,16 +20,15 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry
 
-from bcce import policy, pricing
+from bcce import clones, policy, pricing
 from bcce.artifacts import METRICS, OUTPUT, POLICY, STDERR, STDOUT
 from bcce.celery_app import BcceCelery
 from bcce.gate import GrantRefused
-from bcce.redact import Redactor, secret_values
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
+from bcce.redact import Redactor, secret_values
 from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from bcce.workflow import Step, Workflow
 from bcce.workspace import WorkspaceError
-from bcce import clones
 from workers import metrics
 from workers.runtime import Runtime, executor, runtime, step_env
 
@@ -353,6 +352,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
             "duration_seconds": round(duration, 3),
             "attempt": attempt,
             "continued": continued,
+            **_audited(outcome),
         },
     )
     kind = rt.types[step.type]
@@ -400,9 +400,24 @@ def _redact(outcome: StepOutcome, step_dir: Path, redactor: Redactor) -> StepOut
         masked = redactor.bytes(data)
         if masked != data:
             path.write_bytes(masked)
-    if outcome.error:
-        return replace(outcome, error=redactor.text(outcome.error))
-    return outcome
+    return replace(
+        outcome,
+        error=redactor.text(outcome.error) if outcome.error else outcome.error,
+        metrics=redactor.json(dict(outcome.metrics)),
+    )
+
+
+# What of a step's metrics its step.finished event (and so the audit log) keeps.
+_AUDITED = ("argv", "model", "cost_usd", "session_id", "turns", "sha256", "target", "commit")
+
+
+def _audited(outcome: StepOutcome) -> dict[str, Any]:
+    kept = {k: outcome.metrics[k] for k in _AUDITED if outcome.metrics.get(k) is not None}
+    if outcome.metrics.get("denials"):
+        kept["tool_denials"] = len(outcome.metrics["denials"])
+    if "files" in outcome.metrics:
+        kept["files"], kept["lines"] = outcome.metrics["files"], outcome.metrics.get("lines")
+    return kept
 
 
 def _await_approval(

@@ -36,6 +36,7 @@ def cli() -> None:
 def _register() -> None:
     from bcce.cli import (
         artifacts,
+        audit,
         control,
         cost,
         diagram,
@@ -66,6 +67,7 @@ def _register() -> None:
     cli.add_command(cost.group)
     cli.add_command(models.group)
     cli.add_command(doctor.command)
+    cli.add_command(audit.group)
 
 
 _register()

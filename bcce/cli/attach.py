@@ -55,7 +55,7 @@ class Attached:
         """Refresh run-state.json (where this host can see the run's folder)."""
         run, steps = self.store.run_with_steps(self.run.id)
         if self.settings.embedded or Path(run.run_dir).is_dir() or run.artifacts_url:
-            store_for(run, self.settings).mirror(run, steps)
+            store_for(run, self.settings).mirror(run, steps, self.store.audit_lines(run.id))
 
 
 def attach(settings: Settings, run_id: str) -> Attached:
@@ -82,7 +82,8 @@ def attach(settings: Settings, run_id: str) -> Attached:
         try:
             store.run(run_id)
         except NotFound:
-            store.create(run, snapshot, steps)
+            store.create(run, snapshot, steps, announce=False)
+            store.restore_audit(run_id, artifacts.read_audit())
     return Attached(settings, store, run, steps, from_snapshot(snapshot, registry()))
 
 

@@ -176,9 +176,9 @@ def reject(run_id: str, step_id: str, reason: str, broker: str | None) -> None:
     from bcce.runs import identity
 
     attached = attach(settings_for(broker), run_id)
-    _awaiting(attached, step_id)
+    pending = _awaiting(attached, step_id)
     who = identity()
-    record = {"rejected_by": who, "rejected_at": time.time(), "reason": reason}
+    record = {"rejected_by": who, "rejected_at": time.time(), "reason": reason, "sha": pending}
     _decide(attached, step_id, record, StepStatus.REJECTED, "step.rejected", who, reason)
     error = f"step {step_id} rejected by {who}: {reason}"
 
@@ -257,7 +257,8 @@ def _decide(
             update={"approval": {**(step.approval or {}), **decision}, "status": status}
         )
 
-    event = {"type": kind, "step": step_id, "by": who}
+    sha = decision.get("approved_sha") or decision.get("sha")
+    event = {"type": kind, "step": step_id, "by": who, "sha256": sha}
     if note:
         event["comment" if kind == "step.approved" else "reason"] = note
     if attached.store.update_step(attached.run.id, step_id, change, event) is None:

@@ -152,6 +152,8 @@ def end_embedded(store: RunStore, run_id: str, exc: BaseException) -> None:
     try:
         if store.finish(run_id, status, f"embedded run stopped with bcce: {reason}"):
             run = store.run(run_id)
-            LocalArtifactStore(Path(run.run_dir)).mirror(run, store.steps(run_id))
+            LocalArtifactStore(Path(run.run_dir)).mirror(
+                run, store.steps(run_id), store.audit_lines(run_id)
+            )
     except NotFound:
         pass  # it failed before it was recorded

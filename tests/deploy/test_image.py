@@ -57,9 +57,10 @@ def test_image_runs_as_a_non_root_user() -> None:
     assert re.search(rf"useradd\b.*--uid {re.escape(user)}\b", created) or user.isalpha()
 
 
-def test_image_installs_bcce_without_dev_extras_and_has_git_and_tini() -> None:
+def test_image_installs_bcce_with_the_agent_extra_and_has_git_and_tini() -> None:
     runs = " ".join(rest for keyword, rest in instructions() if keyword == "RUN")
-    assert re.search(r"pip install (?:\S+ )*\.(?:\s|$)", runs), "bcce not installed from the repo"
+    # The agent extra brings the Claude Agent SDK, which bundles the Claude Code CLI.
+    assert re.search(r"""pip install (?:\S+ )*["']?\.\[agent\]["']?(?:\s|$)""", runs), runs
     assert "[dev]" not in runs
     final_runs = " ".join(rest for keyword, rest in final_stage() if keyword == "RUN")
     assert re.search(r"apt-get install .*\bgit\b", final_runs)

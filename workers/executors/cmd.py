@@ -46,6 +46,7 @@ def execute(ctx: StepContext) -> StepOutcome:
         return _failed(ctx, str(exc))
     _link_or_copy(stdout, ctx.step_dir / OUTPUT)
     metrics = {
+        "argv": argv,
         "exit_code": result.exit_code,
         "signal": result.signal,
         "command_seconds": round(result.duration_seconds, 6),
