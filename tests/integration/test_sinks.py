@@ -1,4 +1,4 @@
-"""Run events delivered to a signed webhook by real workers and the CLI (Redis database 12)."""
+"""Run events delivered to a signed webhook by real workers and the CLI (Redis database 4)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.unit.test_sinks import SECRET, Receiver
 
 pytestmark = pytest.mark.integration
 
-DB = 12
+DB = 4
 
 
 @pytest.fixture
