@@ -110,6 +110,23 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated PEM public keys `bcce audit verify` trusts.",
     )
+    step_cpu_seconds: int | None = Field(
+        default=None, gt=0, description="CPU seconds a cmd step's processes may use each."
+    )
+    step_memory_mb: int | None = Field(
+        default=None, gt=0, description="Address space of each of a cmd step's processes."
+    )
+    step_file_size_mb: int | None = Field(
+        default=4096, gt=0, description="Largest file a cmd step may write."
+    )
+    step_open_files: int | None = Field(
+        default=4096, gt=0, description="Open files each of a cmd step's processes may hold."
+    )
+    step_processes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Processes of the worker's user a cmd step may bring to (RLIMIT_NPROC).",
+    )
     wait_poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between progress reads while waiting."
     )

@@ -68,6 +68,9 @@ class StepContext:
     """apply_diff: the approval recorded for this step, if any."""
     approve_all: bool = False
     """The run was started with ``--approve-all``."""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    """Resource limits for the step's commands: cpu_seconds, memory_mb, file_size_mb,
+    open_files, processes (the tighter of the worker's settings and the step's policy)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,16 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Resources(Model):
+    """``policy.resources``: limits on a cmd step's processes (lower than the worker's only)."""
+
+    cpu_seconds: PositiveInt | None = None
+    memory_mb: PositiveInt | None = None
+    file_size_mb: PositiveInt | None = None
+    open_files: PositiveInt | None = None
+    processes: PositiveInt | None = None
+
+
 class StepPolicy(Model):
     """The v1 ``policy`` block of a step."""
 
@@ -49,6 +59,7 @@ class StepPolicy(Model):
     """The most one step (all its attempts) may spend on model calls."""
     allow_binary: bool | None = None
     """apply_diff: whether a binary patch may be applied (default: no)."""
+    resources: Resources | None = None
 
     @field_validator("cmd_allowlist")
     @classmethod

@@ -6,6 +6,7 @@ import functools
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from bcce.gate import GateKeys, keys_for
 from bcce.records import RunRecord
 from bcce.state import RunStore
 from bcce.steptypes import Executor, StepType
-from bcce.workflow import Workflow
+from bcce.workflow import Step, Workflow
 from workers.cancel import CancelWatch
 
 if TYPE_CHECKING:
@@ -50,6 +51,13 @@ class Runtime:
         self.cancel_watch = CancelWatch(self.store)
         self.grant_ttl_seconds = settings.gate_grant_ttl_seconds
         self.workspace_cache = settings.workspace_cache
+        self.resources = {
+            "cpu_seconds": settings.step_cpu_seconds,
+            "memory_mb": settings.step_memory_mb,
+            "file_size_mb": settings.step_file_size_mb,
+            "open_files": settings.step_open_files,
+            "processes": settings.step_processes,
+        }
         self._settings = settings
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
@@ -99,6 +107,18 @@ def runtime(app: BcceCelery) -> Runtime:
 def executor(kind: StepType) -> Executor:
     """The step type's executor, imported once."""
     return kind.load_executor()
+
+
+def resources(defaults: Mapping[str, int | None], step: Step) -> dict[str, int]:
+    """The step's resource limits: the tighter of the worker's and the step policy's."""
+    asked = step.policy.resources if step.policy and step.policy.resources else None
+    limits: dict[str, int] = {}
+    for name, default in defaults.items():
+        wanted = getattr(asked, name, None) if asked else None
+        chosen = [v for v in (default, wanted) if v is not None]
+        if chosen:
+            limits[name] = min(chosen)
+    return limits
 
 
 def step_env(

@@ -32,6 +32,46 @@ _READ_CHUNK_BYTES = 64 * 1024
 _PIPE_DRAIN_SECONDS = 2.0
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of a command and every process it starts (``setrlimit``); None: none."""
+
+    cpu_seconds: int | None = None
+    memory_bytes: int | None = None
+    """Address space (RLIMIT_AS)."""
+    file_size_bytes: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+    """RLIMIT_NPROC: counts every process of the user, and root is exempt from it."""
+
+    def prlimit_options(self) -> list[str]:
+        """The limits as options of util-linux ``prlimit`` (soft = hard)."""
+        pairs = (
+            ("cpu", self.cpu_seconds),
+            ("as", self.memory_bytes),
+            ("fsize", self.file_size_bytes),
+            ("nofile", self.open_files),
+            ("nproc", self.processes),
+        )
+        return [f"--{name}={value}" for name, value in pairs if value is not None]
+
+
+@functools.cache
+def _prlimit() -> str | None:
+    return shutil.which("prlimit")
+
+
+def _limited(argv: Sequence[str], executable: str, limits: Limits | None) -> tuple[list[str], str]:
+    """argv run under prlimit, which sets the limits on itself and then execs the command:
+    they hold from the command's first instruction, with no race and no code run between
+    fork and exec in this (threaded) process."""
+    options = limits.prlimit_options() if limits else []
+    tool = _prlimit()
+    if not options or tool is None:
+        return list(argv), executable
+    return [tool, *options, "--", executable, *argv[1:]], tool
+
+
 class CommandError(Exception):
     """Raised when the command cannot start at all: executable missing or unusable, bad cwd."""
 
@@ -174,6 +214,22 @@ def _resolve_executable(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) 
     return os.path.abspath(found)
 
 
+def _set_limits(pid: int, limits: Limits) -> None:
+    import resource
+
+    pairs = (
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+    )
+    for which, value in pairs:
+        if value is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                resource.prlimit(pid, which, (value, value))
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
@@ -216,14 +272,18 @@ def run_command(
     output_cap_bytes: int = 1024 * 1024,
     kill_grace_seconds: float = 5.0,
     cancel: threading.Event | None = None,
+    limits: Limits | None = None,
 ) -> CommandResult:
     """Run ``argv`` in ``cwd`` with exactly ``env``, capturing capped stdout/stderr to files.
 
     The process group is stopped after ``timeout_seconds`` or once ``cancel`` is set (SIGTERM,
     then SIGKILL after ``kill_grace_seconds``); anything left in the group when the main process
-    ends is killed. Raises :class:`CommandError` when the command cannot be started.
+    ends is killed. ``limits`` apply to the command and its children (through ``prlimit``
+    where it is installed, else set on the started process at once). Raises
+    :class:`CommandError` when the command cannot be started.
     """
     executable = _resolve_executable(argv, cwd, env)
+    command, program = _limited(argv, executable, limits)
     for parent in {stdout_path.parent, stderr_path.parent}:
         parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as opened:
@@ -232,8 +292,8 @@ def run_command(
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                list(argv),
-                executable=executable,
+                command,
+                executable=program,
                 cwd=cwd,
                 env=dict(env),
                 shell=False,
@@ -247,6 +307,8 @@ def run_command(
         except OSError as exc:
             raise CommandError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         opened.pop_all()
+    if limits is not None and program == executable:
+        _set_limits(proc.pid, limits)  # no prlimit tool: as early as this process can
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Sink(stdout_file, output_cap_bytes), _Sink(stderr_file, output_cap_bytes)
     # The pump owns the pipe fds from here on; detach them from the Popen file objects.

@@ -30,7 +30,7 @@ from bcce.steptypes import POLICY_TASK, StepContext, StepOutcome
 from bcce.workflow import Step, Workflow
 from bcce.workspace import WorkspaceError
 from workers import metrics
-from workers.runtime import Runtime, executor, runtime, step_env
+from workers.runtime import Runtime, executor, resources, runtime, step_env
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30
@@ -281,6 +281,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                     start_tree=prepared.before if prepared else None,
                     approval=record.approval,
                     approve_all=run.approve_all,
+                    resources=resources(rt.resources, step),
                 ),
             )
     outcome = _redact(

@@ -237,3 +237,73 @@ def test_an_unset_cancel_event_lets_the_command_finish_normally(tmp_path: Path) 
 
     assert result.ok and not result.cancelled
     assert stdout_of(tmp_path) == b"fine\n"
+
+
+# Resource limits: hostile commands are stopped by the kernel, not by luck.
+
+MB = 1024 * 1024
+
+
+def limited(
+    tmp_path: Path, code: str, limits: sandbox.Limits, timeout: float = 20.0
+) -> CommandResult:
+    return run_command(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=PATH_ONLY,
+        timeout_seconds=timeout,
+        stdout_path=tmp_path / "out" / "stdout.log",
+        stderr_path=tmp_path / "out" / "stderr.log",
+        limits=limits,
+    )
+
+
+@pytest.fixture(params=["prlimit", "after start"])
+def how(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "prlimit" and sandbox._prlimit() is None:
+        pytest.skip("util-linux prlimit is not installed")
+    if request.param == "after start":
+        monkeypatch.setattr(sandbox, "_prlimit", lambda: None)
+    return str(request.param)
+
+
+def test_a_memory_hog_fails_at_its_address_space_limit(tmp_path: Path, how: str) -> None:
+    # Python needs some room to start (and to wait for the limit to be set, without prlimit).
+    hog = "import time; time.sleep(0.2); b = bytearray(1024 * 1024 * 1024); print('got it')"
+    result = limited(tmp_path, hog, sandbox.Limits(memory_bytes=300 * MB))
+    assert result.exit_code == 1 and b"MemoryError" in stderr_of(tmp_path)
+    assert b"got it" not in stdout_of(tmp_path)
+
+
+def test_a_file_over_the_size_limit_is_cut_off(tmp_path: Path, how: str) -> None:
+    writer = (
+        "import signal, time; time.sleep(0.2); signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "open('big', 'wb').write(b'x' * 5 * 1024 * 1024)"
+    )
+    result = limited(tmp_path, writer, sandbox.Limits(file_size_bytes=1 * MB))
+    assert not result.ok and b"File too large" in stderr_of(tmp_path)
+    assert (tmp_path / "big").stat().st_size <= 1 * MB
+
+
+def test_a_busy_loop_is_stopped_at_its_cpu_limit_long_before_the_timeout(
+    tmp_path: Path, how: str
+) -> None:
+    started = time.monotonic()
+    result = limited(
+        tmp_path,
+        "import time; time.sleep(0.2)\nwhile True: pass",
+        sandbox.Limits(cpu_seconds=1),
+        timeout=60,
+    )
+    assert result.signal in (signal.SIGXCPU, signal.SIGKILL) and not result.timed_out
+    assert time.monotonic() - started < 30
+
+
+def test_open_files_are_limited(tmp_path: Path, how: str) -> None:
+    opener = (
+        "import time; time.sleep(0.2); files = []\n"
+        "try:\n    [files.append(open('/dev/null')) for _ in range(200)]\n"
+        "except OSError as e:\n    print('refused after', len(files)); raise SystemExit(3)"
+    )
+    result = limited(tmp_path, opener, sandbox.Limits(open_files=32))
+    assert result.exit_code == 3 and b"refused after" in stdout_of(tmp_path)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from bcce.artifacts import OUTPUT, STDERR, STDOUT
 from bcce.steptypes import StepContext, StepOutcome
 from bcce.workflow import TEMPLATE, CmdStep
-from workers.sandbox import CommandError, run_command
+from workers.sandbox import CommandError, Limits, run_command
 
 # What a step's output may contribute to an argv; more is a mistake, not a feature.
 MAX_TEMPLATE_BYTES = 128 * 1024
@@ -41,6 +42,7 @@ def execute(ctx: StepContext) -> StepOutcome:
             stderr_path=stderr,
             output_cap_bytes=ctx.output_cap_bytes,
             cancel=ctx.cancel,
+            limits=limits(ctx.resources),
         )
     except CommandError as exc:
         return _failed(ctx, str(exc))
@@ -72,6 +74,23 @@ def execute(ctx: StepContext) -> StepOutcome:
         timed_out=result.timed_out,
         cancelled=result.cancelled,
         metrics=metrics,
+    )
+
+
+MB = 1024 * 1024
+
+
+def limits(resources: Mapping[str, int]) -> Limits | None:
+    """The step's resource limits as the sandbox takes them."""
+    if not resources:
+        return None
+    mb = {k: v * MB for k, v in resources.items() if k.endswith("_mb")}
+    return Limits(
+        cpu_seconds=resources.get("cpu_seconds"),
+        memory_bytes=mb.get("memory_mb"),
+        file_size_bytes=mb.get("file_size_mb"),
+        open_files=resources.get("open_files"),
+        processes=resources.get("processes"),
     )
 
 
