@@ -102,6 +102,13 @@ class Settings(BaseSettings):
             "apply_diff changes the working tree; false: steps work in the tree itself."
         ),
     )
+    policy_file: Path | None = Field(
+        default=None,
+        description=(
+            "The organisation policy (YAML): what workflows may do at most; unset: only "
+            "each step's own policy and the worker's limits apply."
+        ),
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="Ed25519 key (PEM) audit records are signed with, on every bcce host.",
