@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bcce.policy import Effective, command_denial, path_denial
+from bcce.policy import Effective, change_denial, command_check
 
 READ_TOOLS = ("Read",)
 SEARCH_TOOLS = ("Grep", "Glob")
@@ -86,7 +86,7 @@ def tool_denial(
     if tool in EDIT_TOOLS:
         if policy.read_only:
             return "this step is read-only (policy.max_edits: 0)"
-        return path_denial(inside, policy.allowed_paths)
+        return change_denial(inside, policy)
     return None
 
 
@@ -124,7 +124,7 @@ def _command_denial(command: str, policy: Effective) -> str | None:
         argv = shlex.split(command)
     except ValueError as exc:
         return f"cannot parse the command: {exc}"
-    return command_denial(argv, policy.cmd_allowlist)
+    return command_check(argv, policy)
 
 
 def constraints(policy: Effective, tools: ToolSet) -> str:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from celery import Celery
     from celery.canvas import Signature, _chain
 
+    from bcce.orgpolicy import Rules
+
 
 @dataclass(frozen=True)
 class PlannedStep:
@@ -92,8 +94,10 @@ def compile_plan(
     limits: policy.Limits,
     run_id: str,
     start_at: str | None = None,
+    org: Rules | None = None,
 ) -> Plan:
-    """Plan the run of workflow from step ``start_at`` (default: the first)."""
+    """Plan the run of workflow from step ``start_at`` (default: the first), showing each
+    step's effective policy under the org's rules when given."""
     ids = [s.id for s in workflow.steps]
     if start_at is not None and start_at not in ids:
         raise UsageError(f"workflow has no step {start_at!r}; steps: {', '.join(ids)}")
@@ -108,7 +112,7 @@ def compile_plan(
                 queue=kind.queue,
                 task=kind.task_name,
                 runnable=kind.executor is not None,
-                effective=policy.effective(step, limits),
+                effective=policy.effective(step, limits, org),
             )
         )
     return Plan(run_id=run_id, workflow=workflow.workflow, steps=tuple(planned))

@@ -96,6 +96,7 @@ class GateKeys:
             "rule": decision.rule,
             "timeout_seconds": decision.timeout_seconds,
             "deadline_bound": decision.deadline_bound,
+            "policy": decision.effective,
             "issued_at": now,
             "expires_at": now + ttl_seconds,
             "nonce": secrets.token_hex(8),
@@ -135,6 +136,7 @@ class GateKeys:
             "granted",
             float(payload["timeout_seconds"]),
             bool(payload["deadline_bound"]),
+            payload.get("policy"),
         )
 
 

@@ -107,7 +107,7 @@ def denial(
             if not path.startswith(subdir.rstrip("/") + "/"):
                 return f"{path!r} is outside the workspace folder {subdir!r}"
             path = path[len(subdir.rstrip("/")) + 1 :]
-        reason = policy.path_denial(path, effective.allowed_paths)
+        reason = policy.change_denial(path, effective)
         if reason:
             return reason
         if change.binary and not allow_binary:

@@ -8,10 +8,11 @@ rules are small functions, each named, so an organisation policy can add its own
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import pathspec
 from bcce.workflow import CmdStep, Step, Workflow
 
 if TYPE_CHECKING:
+    from bcce.orgpolicy import Rules
     from bcce.settings import Settings
 
 
@@ -47,6 +49,15 @@ class Effective:
     max_files: int | None
     max_edits: int | None
     max_cost_usd: float | None = None
+    # From the organisation policy (bcce.orgpolicy):
+    org_cmd_allowlist: tuple[str, ...] | None = None
+    cmd_denylist: tuple[str, ...] = ()
+    denied_paths: tuple[str, ...] = ()
+    run_max_cost_usd: float | None = None
+    approval_required: bool = False
+    """apply_diff: a person must approve, whatever ``approve`` or ``--approve-all`` say."""
+    env_pass: tuple[str, ...] = ()
+    """Worker environment variables the step may see."""
 
     @property
     def read_only(self) -> bool:
@@ -56,6 +67,14 @@ class Effective:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Effective:
+        """Inverse of :meth:`to_json` (as the gate signed it)."""
+        tuples: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**tuples)
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,8 @@ class Decision:
     timeout_seconds: float
     deadline_bound: bool = False
     """The timeout was cut to what is left of the run's ``max_runtime_seconds``."""
+    effective: dict[str, Any] | None = None
+    """On allow, the policy the step runs under; the gate signs it into the grant."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -79,11 +100,18 @@ class Decision:
         return cls(**data)
 
 
-def effective(step: Step, limits: Limits) -> Effective:
-    """The effective policy of a step."""
+def _least(*values: float | None) -> Any:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def effective(
+    step: Step, limits: Limits, org: Rules | None = None, *, ci: bool = False
+) -> Effective:
+    """The effective policy of a step: its own, narrowed by the organisation's rules."""
     policy = step.policy
     timeout = policy.timeout_seconds if policy and policy.timeout_seconds else None
-    return Effective(
+    own = Effective(
         timeout_seconds=timeout or limits.default_timeout_seconds,
         cmd_allowlist=policy.cmd_allowlist if policy else None,
         allowed_paths=policy.allowed_paths if policy else None,
@@ -91,6 +119,73 @@ def effective(step: Step, limits: Limits) -> Effective:
         max_edits=policy.max_edits if policy else None,
         max_cost_usd=policy.max_cost_usd if policy else None,
     )
+    if org is None:
+        return own
+    approvals = org.approvals.apply_diff
+    return replace(
+        own,
+        timeout_seconds=_least(own.timeout_seconds, org.max_timeout_seconds)
+        if timeout is None
+        else own.timeout_seconds,
+        max_cost_usd=_least(own.max_cost_usd, org.max_cost_usd.step),
+        org_cmd_allowlist=org.commands.allow,
+        cmd_denylist=org.commands.deny,
+        denied_paths=org.paths.deny,
+        run_max_cost_usd=org.max_cost_usd.run,
+        approval_required=approvals == "always" or (approvals == "ci" and ci),
+        env_pass=org.env.pass_,
+    )
+
+
+def _matches(model: str | None, patterns: Sequence[str]) -> bool:
+    return bool(model) and any(fnmatch.fnmatchcase(str(model), p) for p in patterns)
+
+
+def command_check(argv: Sequence[str], eff: Effective) -> str | None:
+    """Why argv may not run under the effective policy (step's list, org's list, org's deny
+    list), or None when it may."""
+    reason = command_denial(argv, eff.cmd_allowlist)
+    if reason:
+        return reason
+    if eff.org_cmd_allowlist is not None and command_denial(argv, eff.org_cmd_allowlist):
+        return f"{shlex.join(argv[:2])!r} is not among the commands the org policy allows"
+    for entry in eff.cmd_denylist:
+        if command_denial(argv, (entry,)) is None:
+            return f"{shlex.join(argv[:2])!r} is denied by the org policy ({entry!r})"
+    return None
+
+
+def change_denial(path: str, eff: Effective) -> str | None:
+    """Why a workspace-relative path may not be changed under the effective policy."""
+    reason = path_denial(path, eff.allowed_paths)
+    if reason is None and eff.denied_paths and path_rules(eff.denied_paths).match_file(path):
+        return f"{path!r} is in a path the org policy protects {list(eff.denied_paths)}"
+    return reason
+
+
+def org_denial(
+    workflow: Workflow, step: Step, org: Rules, timeout_asked: int | None, shell: bool
+) -> tuple[str, str] | None:
+    """(rule, reason) when the organisation policy forbids the step whatever happens."""
+    if org.step_types is not None and step.type not in org.step_types:
+        return "org_step_type", (
+            f"step type {step.type!r} is not allowed by the org policy "
+            f"(allowed: {', '.join(org.step_types)})"
+        )
+    model = step.model or workflow.model
+    calls_model = step.type in ("agent", "prompt")
+    if org.models is not None and calls_model and not _matches(model, org.models):
+        return "org_model", (
+            f"model {model!r} is not allowed by the org policy (allowed: {', '.join(org.models)})"
+        )
+    if shell and not org.commands.shell:
+        return "org_shell", "`shell: true` is not allowed by the org policy"
+    cap = org.max_timeout_seconds
+    if cap is not None and timeout_asked is not None and timeout_asked > cap:
+        return "org_timeout", (
+            f"policy.timeout_seconds {timeout_asked} is above the org policy's maximum {cap}"
+        )
+    return None
 
 
 def decide(
@@ -101,10 +196,12 @@ def decide(
     run_active: bool,
     elapsed_seconds: float,
     spent_usd: float = 0.0,
+    org: Rules | None = None,
+    ci: bool = False,
 ) -> Decision:
     """Whether ``step`` may run now, for a run that has been going for ``elapsed_seconds``
-    and has spent ``spent_usd`` on model calls."""
-    eff = effective(step, limits)
+    and has spent ``spent_usd`` on model calls, under the org's rules when there are any."""
+    eff = effective(step, limits, org, ci=ci)
     timeout = float(eff.timeout_seconds)
 
     def deny(rule: str, reason: str) -> Decision:
@@ -118,24 +215,46 @@ def decide(
             f"policy.timeout_seconds {eff.timeout_seconds} is above the maximum "
             f"{limits.max_timeout_seconds} (BCCE_MAX_STEP_TIMEOUT_SECONDS)",
         )
+    if org is not None:
+        asked = step.policy.timeout_seconds if step.policy else None
+        found = org_denial(workflow, step, org, asked, isinstance(step, CmdStep) and step.shell)
+        if found:
+            return deny(*found)
     if isinstance(step, CmdStep):
         reason = command_denial(step.argv(), eff.cmd_allowlist)
         if reason:
             return deny("cmd_allowlist", reason)
-    cost_cap = workflow.env.max_cost_usd
-    if cost_cap is not None and spent_usd >= cost_cap:
-        return deny(
-            "budget",
-            f"the run has spent ${spent_usd:.4f} of its env.max_cost_usd ${cost_cap:g}",
-        )
+        reason = command_check(step.argv(), eff)
+        if reason:
+            return deny("org_commands", reason)
+    for cap, name in (
+        (workflow.env.max_cost_usd, "its env.max_cost_usd"),
+        (eff.run_max_cost_usd, "the org policy's run budget"),
+    ):
+        if cap is not None and spent_usd >= cap:
+            return deny("budget", f"the run has spent ${spent_usd:.4f} of {name} ${cap:g}")
+    granted = eff.to_json()
     budget = workflow.env.max_runtime_seconds
     if budget is not None:
         left = budget - elapsed_seconds
         if left <= 0:
             return deny("deadline", f"env.max_runtime_seconds ({budget}s) is used up")
         if left < timeout:
-            return Decision(True, "allow", "within policy", left, deadline_bound=True)
-    return Decision(True, "allow", "within policy", timeout)
+            return Decision(True, "allow", "within policy", left, True, granted)
+    return Decision(True, "allow", "within policy", timeout, effective=granted)
+
+
+def static_denial(
+    workflow: Workflow, step: Step, limits: Limits, org: Rules | None
+) -> tuple[str, str] | None:
+    """(rule, reason) when the step would be denied whatever the run's state: what
+    ``bcce workflow validate`` and ``bcce policy show`` report before anything runs."""
+    decision = decide(
+        workflow, step, limits, run_active=True, elapsed_seconds=0.0, spent_usd=0.0, org=org
+    )
+    if decision.allowed or decision.rule in ("budget", "deadline", "run_active"):
+        return None
+    return decision.rule, decision.reason
 
 
 def command_denial(argv: Sequence[str], allowlist: Sequence[str] | None) -> str | None:

@@ -161,6 +161,8 @@ class RunRecord(Record):
     approve_all: bool = False
     """``run --approve-all``: apply_diff steps apply without waiting for a person."""
     submitted_by: str | None = None
+    ci: bool = False
+    """Submitted from a CI job (``CI`` set): the org policy may require approvals then."""
 
     @property
     def clock_start(self) -> float:

@@ -116,6 +116,7 @@ def submit(
         artifacts_url=f"{artifacts_url.rstrip('/')}/{plan.run_id}" if artifacts_url else None,
         approve_all=approve_all,
         submitted_by=identity(),
+        ci=os.environ.get("CI", "").lower() not in ("", "0", "false"),
     )
     steps = [StepRecord(id=s.id, type=s.type, queue=types[s.type].queue) for s in workflow.steps]
     details = {

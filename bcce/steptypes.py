@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bcce.errors import UsageError
+from bcce.policy import Effective
 from bcce.records import Origin
 from bcce.workflow import AgentStep, ApplyDiffStep, CmdStep, PromptStep, Step
 
@@ -68,6 +69,8 @@ class StepContext:
     """apply_diff: the approval recorded for this step, if any."""
     approve_all: bool = False
     """The run was started with ``--approve-all``."""
+    policy: Effective | None = None
+    """The effective policy the gate signed for this step (org rules included)."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Resource limits for the step's commands: cpu_seconds, memory_mb, file_size_mb,
     open_files, processes (the tighter of the worker's settings and the step's policy)."""

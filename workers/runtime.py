@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bcce import loader, policy
+from bcce import loader, orgpolicy, policy
 from bcce.artifacts import LocalArtifactStore, store_for
 from bcce.gate import GateKeys, keys_for
 from bcce.records import RunRecord
@@ -61,6 +61,12 @@ class Runtime:
         self._settings = settings
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
+
+    def org_rules(self, workflow: Workflow) -> orgpolicy.Rules | None:
+        """The org policy's rules for the workflow's team (re-read when the file changes);
+        PolicyFileError when it cannot be used."""
+        org = orgpolicy.current(self._settings.policy_file)
+        return org.for_team(workflow.env.labels().get("team")) if org else None
 
     @functools.cached_property
     def keys(self) -> GateKeys:
@@ -122,10 +128,16 @@ def resources(defaults: Mapping[str, int | None], step: Step) -> dict[str, int]:
 
 
 def step_env(
-    run: RunRecord, workflow: Workflow, step_id: str, step_dir: Path, source: dict[str, str]
+    run: RunRecord,
+    workflow: Workflow,
+    step_id: str,
+    step_dir: Path,
+    source: dict[str, str],
+    passed: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The environment a step runs with: a scrubbed base, the workflow's env, run ids."""
-    env = {k: source[k] for k in INHERITED_ENV if k in source}
+    """The environment a step runs with: a scrubbed base (plus what the org policy passes),
+    the workflow's env, run ids."""
+    env = {k: source[k] for k in (*INHERITED_ENV, *passed) if k in source}
     env.setdefault("PATH", os.defpath)
     env.update(workflow.env.variables())
     env.update(

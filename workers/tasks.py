@@ -20,7 +20,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry
 
-from bcce import clones, policy, pricing
+from bcce import clones, orgpolicy, policy, pricing
 from bcce.artifacts import METRICS, OUTPUT, POLICY, STDERR, STDOUT
 from bcce.celery_app import BcceCelery
 from bcce.gate import GrantRefused
@@ -103,14 +103,7 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
     run, record = rt.store.step_of_run(run_id, step_id)
     workflow = rt.workflow(run_id)
     step = workflow.step(step_id)
-    decision = policy.decide(
-        workflow,
-        step,
-        rt.limits,
-        run_active=not run.status.terminal,
-        elapsed_seconds=time.time() - run.clock_start,
-        spent_usd=run.cost_usd,
-    )
+    decision = _decide(rt, run, workflow, step)
     grant = None
     if decision.allowed:
         try:
@@ -152,6 +145,32 @@ def check(app: BcceCelery, run_id: str, step_id: str) -> dict[str, Any]:
         ended = _DENIAL_ENDS.get(decision.rule, RunStatus.DENIED)
         _finish(rt, run_id, ended, f"step {step_id} denied: {decision.reason}")
     raise StepDenied(f"{run_id} {step_id}: {decision.reason}")
+
+
+def _decide(rt: Runtime, run: RunRecord, workflow: Workflow, step: Step) -> policy.Decision:
+    """The gate's decision; fail closed: an org policy that cannot be used, or a rule that
+    breaks, denies."""
+    timeout = float(rt.limits.default_timeout_seconds)
+    try:
+        org = rt.org_rules(workflow)
+    except orgpolicy.PolicyFileError as exc:
+        return policy.Decision(False, "org_policy", str(exc), timeout)
+    try:
+        return policy.decide(
+            workflow,
+            step,
+            rt.limits,
+            run_active=not run.status.terminal,
+            elapsed_seconds=time.time() - run.clock_start,
+            spent_usd=run.cost_usd,
+            org=org,
+            ci=run.ci,
+        )
+    except Exception as exc:
+        log.exception("run %s step %s: a policy rule failed", run.id, step.id)
+        return policy.Decision(
+            False, "policy_error", f"a policy rule failed: {type(exc).__name__}: {exc}", timeout
+        )
 
 
 # How a run ends when the gate denies a step by these rules (others: denied).
@@ -248,7 +267,9 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     run_dir = artifacts.run_dir
     prepared: clones.Prepared | None = None
     workspace = Path(run.workspace)
-    env = step_env(run, workflow, step_id, step_dir, dict(os.environ))
+    signed = policy.Effective.from_json(decision.effective) if decision.effective else None
+    passed = signed.env_pass if signed else ()
+    env = step_env(run, workflow, step_id, step_dir, dict(os.environ), passed)
     env["BCCE_RUN_DIR"] = str(run_dir)
     try:
         if run.origin is not None:
@@ -282,6 +303,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                     approval=record.approval,
                     approve_all=run.approve_all,
                     resources=resources(rt.resources, step),
+                    policy=signed,
                 ),
             )
     outcome = _redact(
@@ -319,7 +341,11 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
     if spend:
         record = record.model_copy(update=spend)
         run_spent = _charge(rt, run_id, workflow, step_id, outcome)
-    over_budget = _over_step_budget(step, record) or _over_run_budget(workflow, run_spent)
+    run_cap = signed.run_max_cost_usd if signed else None
+    step_cap = signed.max_cost_usd if signed else None
+    over_budget = _over_step_budget(step, record, step_cap) or _over_run_budget(
+        workflow, run_spent, run_cap
+    )
     if over_budget and outcome.ok:
         outcome = replace(outcome, ok=False, error=over_budget)
 
@@ -502,15 +528,21 @@ def _charge(
     return updated.cost_usd if updated is not None else cost
 
 
-def _over_run_budget(workflow: Workflow, spent: float) -> str | None:
-    cap = workflow.env.max_cost_usd
-    if cap is None or spent <= cap:
-        return None
-    return f"the run has spent ${spent:.4f} of its env.max_cost_usd ${cap:g}"
+def _over_run_budget(workflow: Workflow, spent: float, org_cap: float | None) -> str | None:
+    caps = (
+        (workflow.env.max_cost_usd, "its env.max_cost_usd"),
+        (org_cap, "the org policy's run budget"),
+    )
+    for cap, name in caps:
+        if cap is not None and spent > cap:
+            return f"the run has spent ${spent:.4f} of {name} ${cap:g}"
+    return None
 
 
-def _over_step_budget(step: Step, record: StepRecord) -> str | None:
-    cap = step.policy.max_cost_usd if step.policy else None
+def _over_step_budget(step: Step, record: StepRecord, signed_cap: float | None) -> str | None:
+    own = step.policy.max_cost_usd if step.policy else None
+    cap = own if signed_cap is None else signed_cap  # the org may have lowered it
     if cap is None or record.cost_usd <= cap:
         return None
-    return f"spent ${record.cost_usd:.4f} against its policy.max_cost_usd ${cap:g}"
+    name = "policy.max_cost_usd" if cap == own else "the org policy's step budget"
+    return f"spent ${record.cost_usd:.4f} against its {name} ${cap:g}"

@@ -37,6 +37,7 @@ def _register() -> None:
     from bcce.cli import (
         artifacts,
         audit,
+        config,
         control,
         cost,
         diagram,
@@ -46,6 +47,7 @@ def _register() -> None:
         logs,
         models,
         plugin,
+        policy,
         worker,
         workflow,
     )
@@ -68,6 +70,8 @@ def _register() -> None:
     cli.add_command(models.group)
     cli.add_command(doctor.command)
     cli.add_command(audit.group)
+    cli.add_command(policy.group)
+    cli.add_command(config.group)
 
 
 _register()

@@ -11,20 +11,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bcce import policy
 from bcce.artifacts import store_for
-from bcce.celery_app import BcceCelery
 from bcce.cli.output import Reporter
 from bcce.cli.waiting import end, end_embedded, follow_run, open_store
-from bcce.compiler import Plan, compile_plan
 from bcce.errors import NotFound, UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord
 from bcce.settings import Settings
 from bcce.state import RunStore
 from bcce.workflow import Workflow
+
+if TYPE_CHECKING:
+    from bcce.celery_app import BcceCelery
+    from bcce.compiler import Plan
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Attached:
 
     def plan(self, start_at: str) -> Plan:
         """The chain from start_at to the end, compiled as at submission."""
+        from bcce.compiler import compile_plan
         from bcce.steptypes import registry
 
         plan = compile_plan(

@@ -6,16 +6,18 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bcce.cli.attach import Attached, attach, continue_run
 from bcce.cli.options import broker_option, settings_for
 from bcce.cli.waiting import check_reports, follow_options, open_store
 from bcce.errors import UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord, StepStatus
 from bcce.settings import Settings
+
+if TYPE_CHECKING:
+    from bcce.cli.attach import Attached
 
 PROPOSED = "proposed.diff"
 
@@ -47,6 +49,7 @@ def resume(
     The stored workflow snapshot is used, earlier steps and their artifacts are kept, and
     the run's deadline counts again from now. Embedded runs are continued in this process.
     """
+    from bcce.cli.attach import attach, continue_run
     from bcce.runs import resume_point
 
     check_reports(junit, summary_json, wait)
@@ -137,6 +140,7 @@ def approve(
     The diff on record is hashed again and must still be the one that was shown; the step
     applies only a diff with that hash.
     """
+    from bcce.cli.attach import attach, continue_run
     from bcce.runs import identity
 
     check_reports(junit, summary_json, wait)
@@ -173,6 +177,7 @@ def approve(
 @broker_option
 def reject(run_id: str, step_id: str, reason: str, broker: str | None) -> None:
     """Reject the diff an apply_diff step awaits: the run ends rejected (exit 4)."""
+    from bcce.cli.attach import attach
     from bcce.runs import identity
 
     attached = attach(settings_for(broker), run_id)

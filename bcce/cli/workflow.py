@@ -38,12 +38,15 @@ def group() -> None:
 @click.argument("files", nargs=-1, required=True, type=FILE)
 @vars_option
 def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
-    """Check workflow files and report every problem at once (exit 2 if any)."""
+    """Check workflow files and report every problem at once (exit 2 if any), including
+    steps the org policy (BCCE_POLICY_FILE) forbids."""
+    from bcce import orgpolicy
     from bcce.errors import WorkflowError
     from bcce.loader import load_workflow
     from bcce.steptypes import registry
 
     settings = settings_for(None)
+    org = orgpolicy.current(settings.policy_file)
     problems: list[str] = []
     for path in files:
         try:
@@ -56,6 +59,21 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...]) -> None:
         except WorkflowError as exc:
             problems += exc.problems
             continue
+        if org is not None:
+            rules = org.for_team(workflow.env.labels().get("team"))
+            forbidden = [
+                f"{path}: step {step.id!r}: {denied[1]} ({denied[0]}; org policy "
+                f"{settings.policy_file})"
+                for step in workflow.steps
+                if (
+                    denied := policy.static_denial(
+                        workflow, step, policy.Limits.of(settings), rules
+                    )
+                )
+            ]
+            if forbidden:
+                problems += forbidden
+                continue
         click.echo(f"{path}: ok ({workflow.workflow!r}, {len(workflow.steps)} steps)")
     if problems:
         raise WorkflowError(problems)

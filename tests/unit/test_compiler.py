@@ -132,6 +132,12 @@ def test_the_dry_run_json_holds_the_queues_steps_and_chain() -> None:
                     "max_files": None,
                     "max_edits": None,
                     "max_cost_usd": None,
+                    "org_cmd_allowlist": None,
+                    "cmd_denylist": (),
+                    "denied_paths": (),
+                    "run_max_cost_usd": None,
+                    "approval_required": False,
+                    "env_pass": (),
                 },
             }
         ],

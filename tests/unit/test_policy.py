@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bcce import policy
@@ -94,6 +95,12 @@ def test_a_step_without_a_policy_gets_the_default_timeout_and_no_restrictions() 
         "max_files": None,
         "max_edits": None,
         "max_cost_usd": None,
+        "org_cmd_allowlist": None,
+        "cmd_denylist": (),
+        "denied_paths": (),
+        "run_max_cost_usd": None,
+        "approval_required": False,
+        "env_pass": (),
     }
 
 
@@ -127,7 +134,9 @@ def test_a_step_within_policy_is_allowed_with_its_own_timeout() -> None:
     workflow = workflow_of(
         cmd("echo hi", policy={"timeout_seconds": 10, "cmd_allowlist": ["echo"]})
     )
-    assert decide(workflow) == Decision(True, "allow", "within policy", 10.0)
+    assert replace(decide(workflow), effective=None) == Decision(
+        True, "allow", "within policy", 10.0
+    )
 
 
 def test_a_step_of_a_run_that_is_no_longer_active_is_denied() -> None:
@@ -177,7 +186,10 @@ def test_a_step_longer_than_the_runtime_left_is_allowed_with_the_shorter_timeout
         cmd("echo hi", policy={"timeout_seconds": 60}), env={"max_runtime_seconds": 100}
     )
     decision = decide(workflow, elapsed=70.0)
-    assert decision == Decision(True, "allow", "within policy", 30.0, deadline_bound=True)
+    assert replace(decision, effective=None) == Decision(
+        True, "allow", "within policy", 30.0, deadline_bound=True
+    )
+    assert decision.effective is not None and decision.effective["timeout_seconds"] == 60
 
 
 def test_a_step_that_fits_in_the_runtime_left_keeps_its_own_timeout() -> None:

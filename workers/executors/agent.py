@@ -76,7 +76,7 @@ def execute(ctx: StepContext) -> StepOutcome:
     if not (step.prompt or "").strip():
         return _failed(ctx, f"agent step {step.id!r} has no prompt: add `prompt` or `prompt_file`")
     seconds = max(1, math.ceil(ctx.timeout_seconds))
-    effective = policy.effective(step, policy.Limits(seconds, seconds))
+    effective = ctx.policy or policy.effective(step, policy.Limits(seconds, seconds))
     tools = agentpolicy.tool_set(step.available_tools, effective)
     run_dir = ctx.step_dir.parent
     try:
@@ -188,7 +188,7 @@ def _violation(changes: list[Change], effective: policy.Effective) -> str | None
     if effective.read_only:
         return f"the step is read-only (max_edits: 0) but changed {changes[0].path!r}"
     for change in changes:
-        reason = policy.path_denial(change.path, effective.allowed_paths)
+        reason = policy.change_denial(change.path, effective)
         if reason:
             return reason
     if effective.max_files is not None and len(changes) > effective.max_files:

@@ -56,7 +56,7 @@ def execute(ctx: StepContext) -> StepOutcome:
     except (PatchError, WorkspaceError, OSError) as exc:
         return _failed(ctx, str(exc))
     seconds = max(1, math.ceil(ctx.timeout_seconds))
-    effective = policy.effective(step, policy.Limits(seconds, seconds))
+    effective = ctx.policy or policy.effective(step, policy.Limits(seconds, seconds))
     allow_binary = bool(step.policy and step.policy.allow_binary)
     reason = patches.denial(found, effective, allow_binary, origin.subdir)
     metrics: dict[str, Any] = {
@@ -69,7 +69,8 @@ def execute(ctx: StepContext) -> StepOutcome:
         return _failed(ctx, f"policy violation: {reason}; nothing was applied", metrics)
 
     approval = ctx.approval or {}
-    if not (step.approve or ctx.approve_all or approval.get("approved_sha") == found.sha256):
+    waived = (step.approve or ctx.approve_all) and not effective.approval_required
+    if not (waived or approval.get("approved_sha") == found.sha256):
         request = {**metrics, "paths": [f.path for f in found.files][:100]}
         if approval.get("approved_sha"):
             request["previous_sha"] = approval["approved_sha"]
