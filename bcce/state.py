@@ -133,8 +133,9 @@ class RunStore:
             self.client.rpush(audit_key(run_id), *lines)
 
     def _audit(self, run_id: str, events: tuple[Event, ...]) -> None:
-        """Append events to the audit chain; an optimistic lock keeps concurrent writers
-        from forking it, and the log expires with the run."""
+        """Append events to the audit chain under an optimistic lock, so concurrent writers
+        never fork it: three round trips (WATCH, read the last record, MULTI/RPUSH/EXEC).
+        The list expires with the run: ``finish`` sets its TTL, which RPUSH keeps."""
         assert self.signer is not None
         key = audit_key(run_id)
         for _ in range(AUDIT_RETRIES):
@@ -142,16 +143,13 @@ class RunStore:
                 try:
                     pipe.watch(key)
                     previous = pipe.lindex(key, -1)
-                    count = int(pipe.llen(key))
-                    ttl = int(pipe.ttl(run_key(run_id)))
+                    count = int(json.loads(previous)["seq"]) + 1 if previous else 0
                     lines = []
                     for offset, event in enumerate(events):
                         previous = self.signer.seal(previous, count + offset, run_id, event)
                         lines.append(previous)
                     pipe.multi()
                     pipe.rpush(key, *lines)
-                    if ttl > 0:
-                        pipe.expire(key, ttl)
                     pipe.execute()
                     return
                 except redis.WatchError:
