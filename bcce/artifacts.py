@@ -16,7 +16,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bcce.audit import AUDIT_LOG, head_of
 from bcce.errors import UsageError
 from bcce.records import RunRecord, StepRecord, current_step
 from bcce.settings import Settings
@@ -24,6 +23,7 @@ from bcce.steptypes import ARTIFACT_STORES_GROUP
 
 RUN_STATE = "run-state.json"
 WORKFLOW_SNAPSHOT = "workflow.json"
+AUDIT_LOG = "audit.jsonl"
 STDOUT, STDERR, OUTPUT = "stdout.txt", "stderr.txt", "output.txt"
 POLICY, METRICS = "policy.json", "metrics.json"
 
@@ -109,6 +109,8 @@ class LocalArtifactStore:
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if audit is not None:
+            from bcce.audit import head_of  # not at import: it loads cryptography
+
             state["audit"] = head_of(audit)
             write_atomic(self.run_dir / AUDIT_LOG, "".join(f"{line}\n" for line in audit))
         write_atomic(self.run_dir / RUN_STATE, json.dumps(state, indent=2) + "\n")

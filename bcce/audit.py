@@ -41,7 +41,6 @@ from bcce.errors import UsageError
 from bcce.redact import DEFAULT as REDACTOR
 from bcce.settings import Settings
 
-AUDIT_LOG = "audit.jsonl"
 GENESIS = "0" * 64
 
 
