@@ -315,6 +315,18 @@ def test_policy_file_is_mounted_and_named_only_when_it_has_content() -> None:
     }
 
 
+def test_every_pool_signs_audit_records_with_the_key_given() -> None:
+    assert "BCCE_AUDIT_KEY_FILE" not in env(render().worker("command"))
+    out = render({"audit": {"secretName": "bcce-audit", "key": "audit.key"}})
+    for pool in ("policy", "command", "agent", "diff"):
+        container = out.worker(pool)
+        assert env(container)["BCCE_AUDIT_KEY_FILE"] == "/etc/bcce/audit/audit.key"
+        assert mounts(container)["/etc/bcce/audit"] == "audit-key"
+    spec = out.get("Deployment", "rel-bcce-diff")["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "audit-key")
+    assert volume["secret"]["secretName"] == "bcce-audit"
+
+
 def test_config_reaches_every_bcce_pod_and_a_change_rolls_them() -> None:
     before = render()
     after = render({"config": {"BCCE_MAX_STEP_TIMEOUT_SECONDS": "7200"}})
