@@ -142,6 +142,17 @@ class Settings(BaseSettings):
             "apply_diff changes the working tree; false: steps work in the tree itself."
         ),
     )
+    reconcile_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often a policy-pool worker looks for orphaned runs (0: never).",
+    )
+    reconcile_after_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a live run may go without news and without any message "
+        "queued or held for it before the reconciler re-enqueues its step.",
+    )
     policy_file: Path | None = Field(
         default=None,
         description=(

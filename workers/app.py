@@ -23,6 +23,10 @@ def build(settings: Settings | None = None) -> BcceCelery:
         from workers import metrics
 
         metrics.setup(app, settings, settings.metrics_port)
+    if settings.reconcile_seconds > 0 and not settings.embedded:
+        from workers import reconciler
+
+        reconciler.setup(app, settings)
     return app
 
 

@@ -48,6 +48,7 @@ def _register() -> None:
         models,
         plugin,
         policy,
+        reconcile,
         worker,
         workflow,
     )
@@ -59,6 +60,7 @@ def _register() -> None:
     workflow.group.add_command(control.reject)
     workflow.group.add_command(artifacts.artifacts)
     workflow.group.add_command(artifacts.checkout)
+    workflow.group.add_command(reconcile.reconcile)
     workflow.group.add_command(logs.logs)
     workflow.group.add_command(diagram.command)
     cli.add_command(workflow.group)
