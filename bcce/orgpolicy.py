@@ -63,6 +63,10 @@ class CostCaps(Rule):
 
 class Approvals(Rule):
     apply_diff: Literal["always", "ci", "optional"] = "optional"
+    approvers: tuple[str, ...] | None = None
+    """fnmatch patterns of who may approve (STS ARNs or user@host); None: anyone."""
+    self_approval: bool = True
+    """Whether whoever submitted a run may approve its diffs."""
     """always: a person approves every apply_diff (``approve: true`` and ``--approve-all``
     are ignored); ci: the same for runs submitted from CI (``CI`` set); optional: as the
     workflow says."""

@@ -58,6 +58,9 @@ class Effective:
     """apply_diff: a person must approve, whatever ``approve`` or ``--approve-all`` say."""
     env_pass: tuple[str, ...] = ()
     """Worker environment variables the step may see."""
+    approvers: tuple[str, ...] | None = None
+    """apply_diff: who may approve (fnmatch patterns); None: anyone."""
+    self_approval: bool = True
 
     @property
     def read_only(self) -> bool:
@@ -134,7 +137,20 @@ def effective(
         run_max_cost_usd=org.max_cost_usd.run,
         approval_required=approvals == "always" or (approvals == "ci" and ci),
         env_pass=org.env.pass_,
+        approvers=org.approvals.approvers,
+        self_approval=org.approvals.self_approval,
     )
+
+
+def approver_denial(eff: Effective, approver: str, submitter: str | None) -> str | None:
+    """Why approver may not approve this step's diff, or None when they may."""
+    if not eff.self_approval and submitter and approver == submitter:
+        return f"{approver} submitted this run and the org policy forbids approving one's own"
+    if eff.approvers is not None and not any(
+        fnmatch.fnmatchcase(approver, p) for p in eff.approvers
+    ):
+        return f"{approver} is not among the approvers the org policy names"
+    return None
 
 
 def _matches(model: str | None, patterns: Sequence[str]) -> bool:

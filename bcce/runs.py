@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -119,8 +117,11 @@ def submit(
         ci=os.environ.get("CI", "").lower() not in ("", "0", "false"),
     )
     steps = [StepRecord(id=s.id, type=s.type, queue=types[s.type].queue) for s in workflow.steps]
+    from bcce.identity import current
+
     details = {
         "by": run.submitted_by,
+        "identity": current().to_json(),
         "workflow": workflow.workflow,
         "workflow_sha256": hashlib.sha256(
             json.dumps(workflow.snapshot(), sort_keys=True).encode()
@@ -150,12 +151,11 @@ def submit(
 
 
 def identity() -> str:
-    """Who is acting, as ``user@host`` (recorded on submit, approve, reject, cancel)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name (a container with a bare uid)
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    """Who is acting (recorded on submit, approve, reject, cancel): the AWS caller ARN where
+    credentials are at hand, else ``user@host`` (:mod:`bcce.identity`)."""
+    from bcce.identity import current
+
+    return current().principal
 
 
 def follow(

@@ -69,6 +69,8 @@ class StepContext:
     """apply_diff: the approval recorded for this step, if any."""
     approve_all: bool = False
     """The run was started with ``--approve-all``."""
+    submitted_by: str | None = None
+    """Who submitted the run (apply_diff: the org policy may forbid self-approval)."""
     policy: Effective | None = None
     """The effective policy the gate signed for this step (org rules included)."""
     resources: Mapping[str, int] = field(default_factory=dict)

@@ -302,6 +302,7 @@ def run_step(app: BcceCelery, task: Task, run_id: str, step_id: str) -> dict[str
                     start_tree=prepared.before if prepared else None,
                     approval=record.approval,
                     approve_all=run.approve_all,
+                    submitted_by=run.submitted_by,
                     resources=resources(rt.resources, step),
                     policy=signed,
                 ),

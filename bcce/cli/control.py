@@ -148,6 +148,7 @@ def approve(
         raise UsageError("--sha needs at least 12 hex digits of the diff's SHA-256")
     attached = attach(settings_for(broker), run_id)
     pending = _awaiting(attached, step_id)
+    _may_approve(attached, step_id, identity())
     if sha is not None and not pending.startswith(sha.lower()):
         raise UsageError(
             f"step {step_id} awaits approval of sha256 {pending}, not {sha}: review it "
@@ -244,6 +245,20 @@ def _awaiting(attached: Attached, step_id: str) -> str:
             "awaits approval: it was changed; nothing approved"
         )
     return str(pending)
+
+
+def _may_approve(attached: Attached, step_id: str, who: str) -> None:
+    """Refuse (exit 3) an approver the org policy the gate signed for this step excludes."""
+    from bcce.errors import PolicyDenied
+    from bcce.policy import Effective, approver_denial
+
+    grant = _step(attached.run, attached.steps, step_id).grant or {}
+    signed = (grant.get("payload") or {}).get("policy")
+    if not signed:
+        return
+    reason = approver_denial(Effective.from_json(signed), who, attached.run.submitted_by)
+    if reason:
+        raise PolicyDenied(f"cannot approve step {step_id} of run {attached.run.id}: {reason}")
 
 
 def _decide(

@@ -122,3 +122,27 @@ def test_the_org_can_insist_a_person_approves_every_diff(
     assert code == 4, summary
     assert summary["status"] == "awaiting_approval"
     assert not (cwd / "new.txt").exists()
+
+
+def test_the_org_can_forbid_approving_ones_own_run(setup: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = setup
+    (cwd / "org.yaml").write_text(
+        "version: 1\napprovals: {apply_diff: always, self_approval: false}\n"
+    )
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True
+        )
+    (cwd / "wf.yml").write_text(
+        "version: 1\nworkflow: org\nsteps:\n"
+        "  - {id: write, type: cmd, command: python3 make.py}\n"
+        "  - {id: ship, type: apply_diff}\n"
+    )
+    (cwd / "make.py").write_text("open('new.txt', 'w').write('x')\n")
+    (cwd / ".gitignore").write_text("/.bcce_runs/\n")
+    code, summary = run_json(cwd, env)
+    assert code == 4
+    mine = bcce("workflow", "approve", str(summary["run_id"]), "ship", env=env, cwd=cwd)
+    assert mine.code == 3
+    assert "forbids approving one's own" in mine.err
+    assert not (cwd / "new.txt").exists()

@@ -69,6 +69,11 @@ def execute(ctx: StepContext) -> StepOutcome:
         return _failed(ctx, f"policy violation: {reason}; nothing was applied", metrics)
 
     approval = ctx.approval or {}
+    approver = approval.get("approved_by")
+    if approver and approval.get("approved_sha") == found.sha256:
+        refused = policy.approver_denial(effective, str(approver), ctx.submitted_by)
+        if refused:
+            return _failed(ctx, f"policy violation: the approval is not valid: {refused}", metrics)
     waived = (step.approve or ctx.approve_all) and not effective.approval_required
     if not (waived or approval.get("approved_sha") == found.sha256):
         request = {**metrics, "paths": [f.path for f in found.files][:100]}
