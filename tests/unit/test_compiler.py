@@ -138,6 +138,8 @@ def test_the_dry_run_json_holds_the_queues_steps_and_chain() -> None:
                     "run_max_cost_usd": None,
                     "approval_required": False,
                     "env_pass": (),
+                    "approvers": None,
+                    "self_approval": True,
                 },
             }
         ],

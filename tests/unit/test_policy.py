@@ -101,6 +101,8 @@ def test_a_step_without_a_policy_gets_the_default_timeout_and_no_restrictions() 
         "run_max_cost_usd": None,
         "approval_required": False,
         "env_pass": (),
+        "approvers": None,
+        "self_approval": True,
     }
 
 
