@@ -142,12 +142,7 @@ class RunStore:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)
-                    previous = pipe.lindex(key, -1)
-                    count = int(json.loads(previous)["seq"]) + 1 if previous else 0
-                    lines = []
-                    for offset, event in enumerate(events):
-                        previous = self.signer.seal(previous, count + offset, run_id, event)
-                        lines.append(previous)
+                    lines = self._seal(pipe.lindex(key, -1), run_id, events)
                     pipe.multi()
                     pipe.rpush(key, *lines)
                     pipe.execute()
@@ -267,11 +262,31 @@ class RunStore:
         For the task that owns the step: the chain runs one task per step at a time, so the
         record it read is current. Others use :meth:`update_step`.
         """
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(steps_key(run_id), step.id, step.model_dump_json())
-            written = [] if event is None else [self._emit(pipe, run_id, event)]
-            pipe.execute()
-        self._written(run_id, *written)
+        if event is None or self.signer is None:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(steps_key(run_id), step.id, step.model_dump_json())
+                written = [] if event is None else [self._emit(pipe, run_id, event)]
+                pipe.execute()
+            self._written(run_id, *written)
+            return
+        # The hot path (every step's start and end): record, event and audit record in one
+        # transaction, one round trip fewer than sealing afterwards.
+        for _ in range(AUDIT_RETRIES):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(audit_key(run_id))
+                    previous = pipe.lindex(audit_key(run_id), -1)
+                    pipe.multi()
+                    pipe.hset(steps_key(run_id), step.id, step.model_dump_json())
+                    body = self._emit(pipe, run_id, event)
+                    pipe.rpush(audit_key(run_id), *self._seal(previous, run_id, (body,)))
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+            if self.sink is not None:
+                self.sink.publish(run_id, body)
+            return
+        raise InfrastructureError(f"run {run_id}: could not append to its audit log (contention)")
 
     def emit_all(self, run_id: str, events: list[Event]) -> None:
         """Append events to the run's history in one round trip."""
@@ -428,6 +443,16 @@ class RunStore:
         result: R | None = self.client.transaction(attempt, key, value_from_callable=True)
         self._written(run_id, *written)
         return result
+
+    def _seal(self, previous: str | None, run_id: str, events: tuple[Event, ...]) -> list[str]:
+        """The audit records of events, following the record previous (None: the first)."""
+        assert self.signer is not None
+        count = int(json.loads(previous)["seq"]) + 1 if previous else 0
+        lines = []
+        for offset, event in enumerate(events):
+            previous = self.signer.seal(previous, count + offset, run_id, event)
+            lines.append(previous)
+        return lines
 
     def _written(self, run_id: str, *events: Event) -> None:
         """Seal events Redis has stored into the run's audit log, then hand them to the

@@ -135,7 +135,10 @@ def test_concurrent_writers_never_fork_the_chain() -> None:
 
     def write(store: RunStore, n: int) -> None:
         for i in range(25):
-            store.emit(RUN, {"type": "tick", "writer": n, "i": i})
+            if i % 2:  # the step-record path seals inside its own transaction
+                store.put_step(RUN, STEP, {"type": "step.tick", "writer": n, "i": i})
+            else:
+                store.emit(RUN, {"type": "tick", "writer": n, "i": i})
 
     threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
     for t in threads:
