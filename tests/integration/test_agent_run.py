@@ -5,6 +5,7 @@ speaks the real wire format. Cost is accounted per step and run, and budgets hol
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,9 @@ def pools(
     redis.Redis.from_url(url).flushdb()
     env = base_env(
         BCCE_BROKER_URL=url,
-        BCCE_CLAUDE_BIN=str(FAKE),
+        # The fake `claude` found on the worker's PATH, as a deployment's would be.
+        BCCE_CLAUDE_BIN="claude",
+        PATH=f"{FAKE.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         AWS_REGION="us-west-2",
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
