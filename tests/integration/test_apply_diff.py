@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import redis
 
 from bcce.state import RunStore
 from tests.conftest import WORKSPACES, RedisServer, Result, Workers, base_env, bcce
+from tests.gitrepo import git
 
 pytestmark = pytest.mark.integration
 DB = 9
@@ -31,16 +31,6 @@ def pools(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     group.start(["policy", "command", "diff"], concurrency=1)
     yield group
     group.stop()
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ the changes made on both hosts.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer, Workers, base_env, bcce
+from tests.gitrepo import git
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("claude_agent_sdk")
@@ -80,16 +80,6 @@ def hosts(
     group.start(["agent", "diff"], concurrency=1, env=host_env(url, s3, homes["b"]))
     yield homes
     group.stop()
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
 
 
 def test_steps_on_two_hosts_build_one_diff_through_the_shared_store(

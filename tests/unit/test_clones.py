@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,7 @@ import pytest
 from bcce import clones
 from bcce.records import RunRecord, RunStatus, StepRecord
 from bcce.workspace import WORKSPACE_PATCH, WorkspaceError, capture
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+from tests.gitrepo import git
 
 
 @pytest.fixture
