@@ -23,19 +23,18 @@ import redis
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from bcce import aws, sinks
+from bcce import aws, sinks, sinks_aws
 from bcce.errors import UsageError
 from bcce.records import RunRecord, RunStatus, StepRecord
 from bcce.settings import Settings
 from bcce.sinks import (
-    CloudWatchSink,
     DeliveryError,
     Dispatcher,
-    EventBridgeSink,
     WebhookSink,
     signature,
     verify,
 )
+from bcce.sinks_aws import CloudWatchSink, EventBridgeSink
 from bcce.state import RunStore, run_key
 from bcce.steptypes import EVENT_SINKS_GROUP, found
 
@@ -624,7 +623,7 @@ def test_events_reach_an_eventbridge_bus_with_source_bcce_and_their_type(
     events.create_event_bus(Name="ops")
     events.put_rule(Name="bcce", EventBusName="ops", EventPattern=json.dumps({"source": ["bcce"]}))
     events.put_targets(Rule="bcce", EventBusName="ops", Targets=[{"Id": "q", "Arn": arn}])
-    dispatchers.append(Dispatcher([sinks.eventbridge("eventbridge://ops", Settings())]))
+    dispatchers.append(Dispatcher([sinks_aws.eventbridge("eventbridge://ops", Settings())]))
     store = RunStore(fakeredis.FakeRedis(decode_responses=True), 600, dispatchers[0])
 
     create(store)
@@ -656,7 +655,7 @@ def test_events_reach_an_eventbridge_bus_with_source_bcce_and_their_type(
 def test_an_eventbridge_bus_that_does_not_exist_is_counted_not_raised(
     aws_env: None, dispatchers: list[Dispatcher]
 ) -> None:
-    dispatchers.append(Dispatcher([sinks.eventbridge("eventbridge://missing", Settings())]))
+    dispatchers.append(Dispatcher([sinks_aws.eventbridge("eventbridge://missing", Settings())]))
 
     dispatchers[0].publish("r1", {"type": "run.started", "time": 1.0})
     assert dispatchers[0].flush(FLUSH)
@@ -688,7 +687,7 @@ def test_entries_eventbridge_refuses_are_counted_as_failed(aws_env: None) -> Non
 
 def test_run_and_step_outcomes_become_cloudwatch_metrics(aws_env: None) -> None:
     now = datetime.now(UTC).timestamp()
-    sink = sinks.cloudwatch("cloudwatch://Bcce/Test", Settings())
+    sink = sinks_aws.cloudwatch("cloudwatch://Bcce/Test", Settings())
     sink.send(
         [
             event("run.submitted", time=now),
@@ -722,8 +721,8 @@ def test_run_and_step_outcomes_become_cloudwatch_metrics(aws_env: None) -> None:
 
 
 def test_only_outcome_events_make_metrics() -> None:
-    assert sinks.metrics(event("step.started")) == []
-    assert [d["MetricName"] for d in sinks.metrics(event("step.retrying"))] == ["StepRetries"]
-    [finished] = sinks.metrics(event("step.finished", status="cancelled"))  # no duration
+    assert sinks_aws.metrics(event("step.started")) == []
+    assert [d["MetricName"] for d in sinks_aws.metrics(event("step.retrying"))] == ["StepRetries"]
+    [finished] = sinks_aws.metrics(event("step.finished", status="cancelled"))  # no duration
     assert finished["Dimensions"] == [{"Name": "Status", "Value": "cancelled"}]
     assert finished["Timestamp"] == datetime.fromtimestamp(1_800_000_000.5, UTC)
