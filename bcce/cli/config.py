@@ -18,8 +18,9 @@ from pydantic_settings import (
 )
 
 from bcce.cli.options import settings_for
+from bcce.configsources import ConfigFileSource, SsmSource, config_file
 from bcce.redact import MASK, redact, secret_key, secret_values
-from bcce.settings import ConfigFileSource, Settings, SsmSource, config_file
+from bcce.settings import Settings
 
 
 @dataclass(frozen=True)

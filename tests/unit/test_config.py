@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 from pydantic_settings import SettingsError
 
-from bcce import settings as settings_module
+from bcce import configsources as settings_module
 from bcce.cli import cli
 from bcce.errors import InfrastructureError
 from bcce.settings import Settings
